@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs everything vztpl and its tests need on a Debian 12 host (run as root):
+# the host tools (Debian packages), Node.js 24 LTS from the npm registry, the npm dependencies,
+# and the `vztpl` command itself. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  # builder: bootstrapping and packing
+  debootstrap mmdebstrap dnf rpm createrepo-c zstd xz-utils gzip tar attr util-linux
+  # tests: RPM fixture repository and OCI clients
+  rpm2cpio busybox-static skopeo
+  ca-certificates curl
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# Node 24 LTS: Debian 12's Node is past its end of life. The npm registry carries Node itself.
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 24 ]; then
+  echo "setup: installing Node.js 24 into /usr/local"
+  npm install -g --prefix /usr/local --allow-scripts=node node@24 >/dev/null 2>&1 ||
+    npm install -g --prefix /usr/local node@24
+  hash -r
+fi
+export PATH=/usr/local/bin:$PATH
+echo "setup: node $(node --version)"
+
+npm ci --no-audit --no-fund
+npm run build
+npm install -g --prefix /usr/local --no-audit --no-fund . >/dev/null
+echo "setup: vztpl $(vztpl --version) installed as $(command -v vztpl)"
