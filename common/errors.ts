@@ -30,11 +30,12 @@ export class UsageError extends VztplError {
 }
 
 export class MissingToolError extends VztplError {
-  constructor(
-    readonly program: string,
-    readonly debianPackage: string,
-  ) {
+  readonly program: string;
+  readonly debianPackage: string;
+  constructor(program: string, debianPackage: string) {
     super(`${program} is not installed on this host: install it with "apt-get install ${debianPackage}"`, ExitCode.missingTool);
+    this.program = program;
+    this.debianPackage = debianPackage;
   }
 }
 
@@ -46,13 +47,15 @@ export class InterruptedError extends VztplError {
 
 /** A command that failed: names what ran, its exit code and its last lines of output. */
 export class CommandError extends VztplError {
-  constructor(
-    readonly what: string,
-    readonly exitCodeOfCommand: number | undefined,
-    readonly tail: string[],
-  ) {
+  readonly what: string;
+  readonly exitCodeOfCommand: number | undefined;
+  readonly tail: string[];
+  constructor(what: string, exitCodeOfCommand: number | undefined, tail: string[]) {
     const status = exitCodeOfCommand === undefined ? 'was killed' : `exited with code ${exitCodeOfCommand}`;
     const lines = tail.length ? `\nlast output lines:\n${tail.map((l) => `  | ${l}`).join('\n')}` : '';
     super(`${what} ${status}${lines}`);
+    this.what = what;
+    this.exitCodeOfCommand = exitCodeOfCommand;
+    this.tail = tail;
   }
 }

@@ -1,0 +1,145 @@
+// Turns a directory tree into the sorted, normalized entry list of one layer.
+// Two kinds of tree: a plain root filesystem (the bootstrap layer), and an overlayfs upper
+// directory, whose deletions (char 0/0 devices) and opaque directories (trusted.overlay.opaque)
+// become OCI whiteouts (.wh.<name>, .wh..wh..opq).
+import { lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
+import { join } from 'node:path';
+import { readXattrs } from './xattrs.ts';
+import type { TarEntry } from './header.ts';
+
+export const WHITEOUT_PREFIX = '.wh.';
+export const OPAQUE_WHITEOUT = '.wh..wh..opq';
+
+export interface LayerEntry extends TarEntry {
+  /** Absolute path of the file whose bytes follow the header (regular files only). */
+  source?: string;
+}
+
+export interface WalkOptions {
+  /** 'upper': an overlayfs upper dir, whose whiteouts and opaque dirs are converted. */
+  kind: 'rootfs' | 'upper';
+  /** SOURCE_DATE_EPOCH: later mtimes are clamped to it. */
+  epoch: number;
+}
+
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+const S_IFDIR = 0o040000;
+const S_IFLNK = 0o120000;
+const S_IFCHR = 0o020000;
+const S_IFBLK = 0o060000;
+const S_IFIFO = 0o010000;
+
+/** xattrs that describe the overlay itself, never content. */
+function isOverlayXattr(name: string): boolean {
+  return name.startsWith('trusted.overlay.') || name.startsWith('user.overlay.');
+}
+
+/** Compares as bytes (not UTF-16 code units), so the order is the same on every machine. */
+function byteOrder(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+export async function walkLayer(root: string, opts: WalkOptions): Promise<LayerEntry[]> {
+  const xattrs = await readXattrs(root);
+  const entries: LayerEntry[] = [];
+  const firstLinkByInode = new Map<string, string>();
+
+  const visit = (dirRel: string): void => {
+    const dirAbs = dirRel ? join(root, dirRel) : root;
+    const names = readdirSync(dirAbs).sort(byteOrder);
+    for (const name of names) {
+      const rel = dirRel ? `${dirRel}/${name}` : name;
+      const abs = join(root, rel);
+      const st = lstatSync(abs);
+      const fmt = st.mode & S_IFMT;
+      if (opts.kind === 'upper' && fmt === S_IFCHR && st.rdev === 0) {
+        entries.push(whiteoutEntry(dirRel ? `${dirRel}/${WHITEOUT_PREFIX}${name}` : `${WHITEOUT_PREFIX}${name}`, st, opts.epoch));
+        continue;
+      }
+      if (name.startsWith(WHITEOUT_PREFIX)) {
+        throw new Error(`${abs}: a file named ${name} cannot be stored in a layer (it would read as an OCI whiteout)`);
+      }
+      const fileXattrs = xattrs.get(abs);
+      const entry = baseEntry(rel, st, opts.epoch);
+      const kept = contentXattrs(fileXattrs);
+      if (kept) entry.xattrs = kept;
+      switch (fmt) {
+        case S_IFDIR: {
+          entry.type = 'dir';
+          entries.push(entry);
+          const opaque = opts.kind === 'upper' && fileXattrs?.get('trusted.overlay.opaque')?.toString() === 'y';
+          if (opaque) entries.push(whiteoutEntry(`${rel}/${OPAQUE_WHITEOUT}`, st, opts.epoch));
+          visit(rel);
+          continue;
+        }
+        case S_IFREG: {
+          if (st.nlink > 1) {
+            const key = `${st.dev}:${st.ino}`;
+            const first = firstLinkByInode.get(key);
+            if (first !== undefined) {
+              entry.type = 'link';
+              entry.linkname = first;
+              entry.size = 0;
+              entries.push(entry);
+              continue;
+            }
+            firstLinkByInode.set(key, rel);
+          }
+          entry.type = 'file';
+          entry.size = st.size;
+          entry.source = abs;
+          entries.push(entry);
+          continue;
+        }
+        case S_IFLNK:
+          entry.type = 'symlink';
+          entry.linkname = readlinkSync(abs, 'utf8');
+          entries.push(entry);
+          continue;
+        case S_IFCHR:
+        case S_IFBLK:
+          entry.type = fmt === S_IFCHR ? 'char' : 'block';
+          entry.devmajor = Math.floor(st.rdev / 256) & 0xfff; // glibc major/minor for small numbers
+          entry.devminor = (st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00);
+          entries.push(entry);
+          continue;
+        case S_IFIFO:
+          entry.type = 'fifo';
+          entries.push(entry);
+          continue;
+        default:
+          // Sockets have no meaning in a template; they are runtime state.
+          continue;
+      }
+    }
+  };
+  visit('');
+  return entries;
+}
+
+function baseEntry(path: string, st: Stats, epoch: number): LayerEntry {
+  return {
+    path,
+    type: 'file',
+    mode: st.mode & 0o7777,
+    uid: st.uid,
+    gid: st.gid,
+    size: 0,
+    mtime: Math.min(Math.floor(st.mtimeMs / 1000), epoch),
+  };
+}
+
+function whiteoutEntry(path: string, st: Stats, epoch: number): LayerEntry {
+  return { path, type: 'file', mode: 0o644, uid: 0, gid: 0, size: 0, mtime: Math.min(Math.floor(st.mtimeMs / 1000), epoch) };
+}
+
+function contentXattrs(all: ReadonlyMap<string, Buffer> | undefined): Map<string, Buffer> | undefined {
+  if (!all) return undefined;
+  let kept: Map<string, Buffer> | undefined;
+  for (const [name, value] of all) {
+    if (isOverlayXattr(name)) continue;
+    (kept ??= new Map()).set(name, value);
+  }
+  return kept;
+}
