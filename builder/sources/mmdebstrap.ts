@@ -1,0 +1,48 @@
+// mmdebstrap: the fast, reproducible Debian/Ubuntu bootstrapper (bit-identical output with
+// SOURCE_DATE_EPOCH). Downloaded .debs are kept in the host cache between builds.
+import { mkdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { isolated } from '../../common/isolate.ts';
+import { requirePrograms, run } from '../../common/run.ts';
+import type { DebianBootstrapSpec } from '../recipe/schema.ts';
+import { debianArch, inReleaseDigest } from './debian.ts';
+import type { BootstrapContext, BootstrapSource } from './source.ts';
+
+const MERGED_USR_HOOK = '/usr/share/mmdebstrap/hooks/merged-usr';
+
+export const mmdebstrapSource: BootstrapSource<DebianBootstrapSpec> = {
+  tool: 'mmdebstrap',
+  family: 'deb',
+  hostTools: { mmdebstrap: 'mmdebstrap', apt: 'apt', dpkg: 'dpkg' },
+  metadataDigest: inReleaseDigest,
+  async bootstrap(spec: DebianBootstrapSpec, ctx: BootstrapContext): Promise<void> {
+    requirePrograms(this.hostTools);
+    const debs = join(ctx.cacheDir, 'debs');
+    await mkdir(debs, { recursive: true });
+    const args = [
+      '--mode=root',
+      '--format=directory',
+      `--variant=${spec.variant}`,
+      `--arch=${debianArch(ctx.arch)}`,
+      `--components=${spec.components.join(',')}`,
+      '--aptopt=Acquire::Retries "3"',
+      // The mmdebstrap manual's recipe for a persistent package cache.
+      `--setup-hook=mkdir -p "$1"/var/cache/apt/archives/`,
+      `--setup-hook=sync-in ${debs} /var/cache/apt/archives/`,
+      `--customize-hook=sync-out /var/cache/apt/archives ${debs}`,
+    ];
+    // Without the hook apt merges /usr by installing usrmerge and perl (+47 MB).
+    if (existsSync(MERGED_USR_HOOK)) args.push(`--hook-dir=${MERGED_USR_HOOK}`);
+    if (spec.packages.length) args.push(`--include=${spec.packages.join(',')}`);
+    if (spec.keyring) args.push(`--keyring=${spec.keyring}`);
+    args.push(spec.suite, ctx.root, spec.mirror);
+    const [file, argv] = isolated(['mmdebstrap', ...args]);
+    await run(file, argv, {
+      what: `mmdebstrap ${spec.suite}`,
+      log: ctx.log,
+      signal: ctx.signal,
+      env: { SOURCE_DATE_EPOCH: String(ctx.epoch), LC_ALL: 'C.UTF-8' },
+    });
+  },
+};
