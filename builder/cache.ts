@@ -19,6 +19,8 @@ export interface CachedLayer {
   key: string;
   /** The layer's tree: a root (bootstrap) or an overlayfs upper dir with its whiteouts. */
   tree: string;
+  /** A bootstrap's whole root, or a step's overlayfs upper dir (with whiteouts). */
+  treeKind: 'rootfs' | 'upper';
   /** A step that changed nothing adds no layer. */
   emptyLayer: boolean;
   diffId?: Digest;

@@ -24,6 +24,8 @@ export interface StackMount {
   /** Empty directory to mount the stack on. */
   merged: string;
   binds?: readonly Bind[];
+  /** Mount /proc, /sys and /dev inside (off where the host's dnf makes its own /dev nodes). */
+  system?: boolean;
 }
 
 export interface StepScript {
@@ -54,11 +56,15 @@ export function mountScript(m: StackMount): string {
   const options = `lowerdir=${m.lowers.join(':')},upperdir=${m.upper},workdir=${m.work},redirect_dir=off,metacopy=off,index=off,xino=off`;
   const lines = [
     `mount -t overlay vztpl-step -o ${q(options)} "$ROOT"`,
-    'mount -t proc proc "$ROOT/proc"',
-    'mount --bind /sys "$ROOT/sys" && mount -o remount,bind,ro "$ROOT/sys"',
-    'mount --bind /dev "$ROOT/dev"',
-    '[ -d /dev/pts ] && [ -d "$ROOT/dev/pts" ] && mount --bind /dev/pts "$ROOT/dev/pts" || true',
   ];
+  if (m.system !== false) {
+    lines.push(
+      'mount -t proc proc "$ROOT/proc"',
+      'mount --bind /sys "$ROOT/sys" && mount -o remount,bind,ro "$ROOT/sys"',
+      'mount --bind /dev "$ROOT/dev"',
+      '[ -d /dev/pts ] && [ -d "$ROOT/dev/pts" ] && mount --bind /dev/pts "$ROOT/dev/pts" || true',
+    );
+  }
   for (const b of m.binds ?? []) {
     const target = `"$ROOT"${q(b.target)}`;
     lines.push(`mount --bind ${q(b.host)} ${target}`);

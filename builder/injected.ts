@@ -44,12 +44,17 @@ async function restoreTimes(dir: string, lowers: readonly string[], paths: reado
   }
 }
 
-export async function makeInjectedLayer(dir: string, lowers: readonly string[], family: PackageFamily): Promise<void> {
+/** `mountpoints`: absolute paths of directories the step mounts on, created here if missing. */
+export async function makeInjectedLayer(dir: string, lowers: readonly string[], family: PackageFamily, mountpoints: readonly string[]): Promise<void> {
   await mkdir(dir, { recursive: true });
   const written: string[] = [];
-  for (const mountpoint of ['proc', 'sys', 'dev']) {
-    const st = await topmost(lowers, mountpoint);
-    if (!st) await mkdir(join(dir, mountpoint), { mode: 0o755 });
+  for (const mountpoint of ['/proc', '/sys', '/dev', ...mountpoints]) {
+    const rel = mountpoint.replace(/^\/+/, '');
+    const st = await topmost(lowers, rel);
+    if (st) continue;
+    if (!(await mirrorParents(dir, lowers, rel))) continue;
+    await mkdir(join(dir, rel), { mode: 0o755 });
+    written.push(rel);
   }
   const resolv = await topmost(lowers, 'etc/resolv.conf');
   if (!resolv?.isSymbolicLink() && (await mirrorParents(dir, lowers, 'etc/resolv.conf'))) {

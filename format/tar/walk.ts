@@ -2,7 +2,7 @@
 // Two kinds of tree: a plain root filesystem (the bootstrap layer), and an overlayfs upper
 // directory, whose deletions (char 0/0 devices) and opaque directories (trusted.overlay.opaque)
 // become OCI whiteouts (.wh.<name>, .wh..wh..opq).
-import { lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { readXattrs } from './xattrs.ts';
 import type { TarEntry } from './header.ts';
@@ -20,6 +20,11 @@ export interface WalkOptions {
   kind: 'rootfs' | 'upper';
   /** SOURCE_DATE_EPOCH: later mtimes are clamped to it. */
   epoch: number;
+  /**
+   * For an upper dir, the trees below it: an opaque marker is only written for a directory
+   * some lower layer has (overlayfs marks new directories opaque too, where it hides nothing).
+   */
+  lowers?: readonly string[];
 }
 
 const S_IFMT = 0o170000;
@@ -68,7 +73,10 @@ export async function walkLayer(root: string, opts: WalkOptions): Promise<LayerE
         case S_IFDIR: {
           entry.type = 'dir';
           entries.push(entry);
-          const opaque = opts.kind === 'upper' && fileXattrs?.get('trusted.overlay.opaque')?.toString() === 'y';
+          const opaque =
+            opts.kind === 'upper' &&
+            fileXattrs?.get('trusted.overlay.opaque')?.toString() === 'y' &&
+            (opts.lowers === undefined || opts.lowers.some((lower) => existsSync(join(lower, rel))));
           if (opaque) entries.push(whiteoutEntry(`${rel}/${OPAQUE_WHITEOUT}`, st, opts.epoch));
           visit(rel);
           continue;

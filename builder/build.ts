@@ -1,0 +1,371 @@
+// Recipe to template: runs the plan's items through the step cache, packs each new layer, and
+// writes the OCI image layout only when everything succeeded.
+import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { extname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CommandError, VztplError } from '../common/errors.ts';
+import { silentReporter, type Reporter } from '../common/progress.ts';
+import { run } from '../common/run.ts';
+import { canonicalJson, Label, MediaType, ociArchitecture, type Compression, type Descriptor, type HistoryEntry, type ImageConfig, type ImageManifest, type LockedPackage } from '../format/oci.ts';
+import { sha256, type Digest } from '../format/digest.ts';
+import { writeLayoutAtomically } from '../format/layout.ts';
+import { packLayer } from '../format/tar/pack.ts';
+import { walkLayer } from '../format/tar/walk.ts';
+import { StepCache, DEFAULT_CACHE_DIR, type CachedLayer } from './cache.ts';
+import { chrootCommand, chrootEnv, runStepScript, shellQuote as q, type Bind } from './chroot.ts';
+import { cleanTree } from './cleanup.ts';
+import { makeInjectedLayer } from './injected.ts';
+import { planBuild, resolvesPackages, stepInputs, type BuildPlan, type PlanItem } from './plan.ts';
+import { copySourcePath } from './recipe/load.ts';
+import { stepKind, type RpmBootstrapSpec, type Step } from './recipe/schema.ts';
+import { sourceFor } from './sources/index.ts';
+import type { PackageFamily } from './sources/source.ts';
+import type { RpmStepRequest } from './rpm-step.ts';
+import { rpmPackageLock } from './sources/dnf.ts';
+
+export interface BuildOptions {
+  recipe: string;
+  /** Output OCI layout directory (default: out/<name>). */
+  out?: string;
+  cacheDir?: string;
+  compression?: Compression;
+  /** Ignore the step cache (everything runs; results are still stored). */
+  noCache?: boolean;
+  /** Re-resolve packages: rerun bootstrap and package steps even when cached. */
+  refresh?: boolean;
+  reporter?: Reporter;
+  signal?: AbortSignal;
+}
+
+export interface BuildResult {
+  name: string;
+  version: string;
+  out: string;
+  manifestDigest: Digest;
+  manifest: ImageManifest;
+  config: ImageConfig;
+  layers: CachedLayer[];
+  seconds: number;
+}
+
+const DPKG_LOCK_FORMAT = '${Package}\\t${Version}\\t${Architecture}\\n';
+
+export async function build(opts: BuildOptions): Promise<BuildResult> {
+  const started = performance.now();
+  const reporter = opts.reporter ?? silentReporter;
+  const signal = opts.signal ?? new AbortController().signal;
+  const compression = opts.compression ?? 'zstd';
+  const plan = await planBuild(opts.recipe);
+  const { recipe } = plan.target;
+  const source = sourceFor(plan.bootstrap);
+  const cache = new StepCache(opts.cacheDir ?? process.env.VZTPL_CACHE_DIR ?? DEFAULT_CACHE_DIR);
+  await cache.init();
+  const out = resolve(opts.out ?? join('out', recipe.name));
+
+  reporter.emit({ event: 'build-start', name: recipe.name, version: recipe.version, recipe: plan.target.file, steps: plan.items.length });
+  const metadata = await source.metadataDigest(plan.bootstrap as never, signal);
+  const epoch = recipe.epoch ?? plan.chain[0]!.recipe.epoch ?? envEpoch() ?? Math.floor((metadata.date?.getTime() ?? 0) / 1000);
+
+  const ctx: StepContext = { plan, cache, epoch, family: source.family, compression, signal, reporter, metadataDigest: metadata.digest };
+  const layers: CachedLayer[] = [];
+  let chainId = 'sha256:empty';
+  for (const [i, item] of plan.items.entries()) {
+    signal.throwIfAborted();
+    const index = i + 1;
+    const total = plan.items.length;
+    reporter.emit({ event: 'step-start', index, total, title: item.title });
+    const key = await stepKey(item, chainId, ctx);
+    const reuse = !opts.noCache && !(opts.refresh && resolvesPackages(item));
+    let layer = reuse ? await cache.get(key) : undefined;
+    const cached = layer !== undefined;
+    const t0 = performance.now();
+    if (!layer) {
+      const what = `step ${index}/${total} (${item.title})`;
+      try {
+        layer = await runItem(item, key, layers, ctx, (line) => reporter.emit({ event: 'step-log', index, line }));
+      } catch (err) {
+        if (err instanceof CommandError) throw new VztplError(`${plan.target.file}: ${what} failed: ${err.message}`, err.exitCode, { cause: err });
+        throw err;
+      }
+      layer.seconds = (performance.now() - t0) / 1000;
+    }
+    await ensureBlob(layer, ctx, lowerTrees(layers));
+    layers.push(layer);
+    if (!layer.emptyLayer) chainId = sha256(`${chainId} ${layer.diffId}`);
+    const blob = layer.blobs[compression];
+    reporter.emit({ event: 'step-done', index, total, title: item.title, cached, seconds: (performance.now() - t0) / 1000, emptyLayer: layer.emptyLayer, digest: blob?.digest, size: blob?.size });
+  }
+
+  const { manifest, config } = imageFor(plan, layers, ctx);
+  let manifestDescriptor: Descriptor | undefined;
+  await writeLayoutAtomically(out, async (layout) => {
+    for (const layer of layers) {
+      const blob = layer.blobs[compression];
+      if (blob) await layout.importBlob(cache.blobPath(blob.digest), blob.digest);
+    }
+    manifest.config = await layout.writeJson(MediaType.config, config);
+    const written = await layout.writeJson(MediaType.manifest, manifest);
+    manifestDescriptor = { ...written, annotations: { [Label.refName]: recipe.version, [Label.title]: recipe.name } };
+    await layout.writeIndex([manifestDescriptor]);
+  });
+  const seconds = (performance.now() - started) / 1000;
+  const size = manifest.layers.reduce((n, l) => n + l.size, 0);
+  reporter.emit({ event: 'build-done', name: recipe.name, version: recipe.version, digest: manifestDescriptor!.digest, out, layers: manifest.layers.length, size, packages: config['org.openvz.template']?.packages.length ?? 0, seconds });
+  return { name: recipe.name, version: recipe.version, out, manifestDigest: manifestDescriptor!.digest, manifest, config, layers, seconds };
+}
+
+interface StepContext {
+  plan: BuildPlan;
+  cache: StepCache;
+  epoch: number;
+  family: PackageFamily;
+  compression: Compression;
+  signal: AbortSignal;
+  reporter: Reporter;
+  metadataDigest: string;
+}
+
+function envEpoch(): number | undefined {
+  const value = process.env.SOURCE_DATE_EPOCH;
+  return value && /^\d+$/.test(value) ? Number(value) : undefined;
+}
+
+/** The step-cache key: everything that determines the layer's content, nothing else. */
+async function stepKey(item: PlanItem, parentChainId: string, ctx: StepContext): Promise<string> {
+  const recipe = item.recipe.recipe;
+  const input = {
+    v: 1,
+    parent: parentChainId,
+    arch: ctx.plan.target.recipe.arch,
+    epoch: ctx.epoch,
+    cleanup: recipe.cleanup,
+    env: item.kind === 'step' ? { ...ctx.plan.env, ...recipe.env, ...stepEnv(item.step) } : {},
+    item: item.kind === 'bootstrap' ? { bootstrap: item.spec } : { step: item.step },
+    inputs: await stepInputs(item),
+    // A mirror update must rebuild what resolved packages against the old one.
+    repository: resolvesPackages(item) ? ctx.metadataDigest : undefined,
+    bootstrap: item.kind === 'step' && resolvesPackages(item) ? ctx.plan.bootstrap : undefined,
+  };
+  return sha256(canonicalJson(input)).slice('sha256:'.length);
+}
+
+async function runItem(item: PlanItem, key: string, below: readonly CachedLayer[], ctx: StepContext, log: (line: string) => void): Promise<CachedLayer> {
+  const work = await ctx.cache.workDir();
+  try {
+    return item.kind === 'bootstrap' ? await runBootstrap(item, key, work, ctx, log) : await runStep(item, key, below, work, ctx, log);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+async function runBootstrap(item: Extract<PlanItem, { kind: 'bootstrap' }>, key: string, work: string, ctx: StepContext, log: (line: string) => void): Promise<CachedLayer> {
+  const rootfs = join(work, 'rootfs');
+  await mkdir(rootfs);
+  const source = sourceFor(item.spec);
+  await source.bootstrap(item.spec as never, { root: rootfs, cacheDir: ctx.cache.packagesDir(source.family), epoch: ctx.epoch, arch: ctx.plan.target.recipe.arch, log, signal: ctx.signal });
+  await cleanTree({ dir: rootfs, kind: 'rootfs' }, item.recipe.recipe.cleanup);
+  const packages = await rootfsPackages(rootfs, ctx);
+  return packAndStore(rootfs, 'rootfs', key, packages, historyFor(item, ctx), ctx);
+}
+
+async function rootfsPackages(rootfs: string, ctx: StepContext): Promise<LockedPackage[]> {
+  if (ctx.family === 'rpm') return rpmPackageLock(rootfs, (ctx.plan.bootstrap as RpmBootstrapSpec).dbpath);
+  const out = await run('chroot', [rootfs, 'dpkg-query', '-W', `-f=${DPKG_LOCK_FORMAT.replace(/\\t/g, '\t').replace(/\\n/g, '\n')}`], {
+    what: 'dpkg-query in the template',
+    cleanEnv: true,
+    env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' },
+    signal: ctx.signal,
+  });
+  return parseLock(out);
+}
+
+function parseLock(text: string): LockedPackage[] {
+  return text
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => {
+      const [name = '', version = '', arch = ''] = l.split('\t');
+      return { name, version, arch };
+    })
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+async function runStep(
+  item: Extract<PlanItem, { kind: 'step' }>,
+  key: string,
+  below: readonly CachedLayer[],
+  work: string,
+  ctx: StepContext,
+  log: (line: string) => void,
+): Promise<CachedLayer> {
+  const lowers = lowerTrees(below);
+  const upper = join(work, 'upper');
+  const overlayWork = join(work, 'work');
+  const injected = join(work, 'injected');
+  const lockFile = join(work, 'packages.lock');
+  await mkdir(upper);
+  await mkdir(overlayWork);
+  const kind = stepKind(item.step);
+  const recipe = item.recipe.recipe;
+  const env = chrootEnv(ctx.epoch, { ...ctx.plan.env, ...recipe.env, ...stepEnv(item.step) });
+  const binds: Bind[] = [];
+  const lines: string[] = [];
+  const args: string[] = [];
+  const rpmPackageStep = ctx.family === 'rpm' && (kind === 'install' || kind === 'remove');
+
+  if (ctx.family === 'deb' && (kind === 'install' || kind === 'remove')) {
+    const spec = ctx.plan.bootstrap as { mirror: string; suite: string };
+    const lists = join(ctx.cache.root, 'apt-lists', sha256(`${spec.mirror} ${spec.suite}`).slice(7, 23));
+    const debs = join(ctx.cache.packagesDir('deb'), 'debs');
+    await mkdir(join(lists, 'partial'), { recursive: true });
+    await mkdir(join(debs, 'partial'), { recursive: true });
+    binds.push({ host: lists, target: '/var/lib/apt/lists' }, { host: debs, target: '/var/cache/apt/archives' });
+    const apt = ['apt-get', '-q', '-o', 'Dir::Cache::pkgcache=', '-o', 'Dir::Cache::srcpkgcache=', '-o', 'APT::Sandbox::User=root', '-o', 'Acquire::Retries=3'];
+    lines.push(chrootCommand(env, [...apt, 'update']));
+    if (kind === 'install') {
+      lines.push(chrootCommand(env, [...apt, 'install', '-y', '--no-install-recommends', '--', ...(item.step as { install: string[] }).install]));
+    } else {
+      lines.push(chrootCommand(env, [...apt, 'purge', '-y', '--', ...(item.step as { remove: string[] }).remove]));
+      lines.push(chrootCommand(env, [...apt, 'autoremove', '--purge', '-y']));
+    }
+  } else if (rpmPackageStep) {
+    const packages = kind === 'install' ? (item.step as { install: string[] }).install : (item.step as { remove: string[] }).remove;
+    lines.push(rpmStepCommand({ root: join(work, 'merged'), spec: ctx.plan.bootstrap as RpmBootstrapSpec, packages, remove: kind === 'remove', cacheDir: ctx.cache.packagesDir('rpm'), epoch: ctx.epoch, arch: recipe.arch }, lockFile));
+  } else if (kind === 'run') {
+    const step = item.step as { run: string; shell: string };
+    lines.push(chrootCommand(env, [step.shell, '-c', step.run]));
+  } else if (kind === 'copy') {
+    const { copy } = item.step as { copy: { src: string; dest: string; mode?: string; owner: string } };
+    const src = copySourcePath(item.recipe, copy.src);
+    const st = await stat(src);
+    if (!st.isFile()) throw new VztplError(`${item.recipe.file}: copy.src ${copy.src} is not a regular file`);
+    const mode = copy.mode ?? (st.mode & 0o7777).toString(8).padStart(4, '0');
+    args.push(src, copy.dest, copy.owner, mode);
+    lines.push(`${chrootCommand(env, ['/bin/sh', '-c', 'mkdir -p "$(dirname "$1")" && cat > "$1" && chown "$2" "$1" && chmod "$3" "$1"', 'copy'])} "$2" "$3" "$4" < "$1"`);
+  }
+  if (!rpmPackageStep) {
+    if (ctx.family === 'deb') lines.push(`${chrootCommand(['PATH=/usr/sbin:/usr/bin:/sbin:/bin', 'LC_ALL=C'], ['dpkg-query', '-W', `-f=${DPKG_LOCK_FORMAT}`])} > ${q(lockFile)}`);
+    else lines.push(rpmStepCommand({ root: join(work, 'merged'), spec: ctx.plan.bootstrap as RpmBootstrapSpec, packages: [], remove: false, cacheDir: ctx.cache.packagesDir('rpm'), epoch: ctx.epoch, arch: recipe.arch }, lockFile));
+  }
+
+  await makeInjectedLayer(injected, lowers, ctx.family, binds.map((b) => b.target));
+  await runStepScript({
+    mount: { lowers: [injected, ...lowers], upper, work: overlayWork, merged: join(work, 'merged'), binds, system: !rpmPackageStep },
+    script: lines.join('\n'),
+    args,
+    what: `${item.title}`,
+    log,
+    signal: ctx.signal,
+  });
+  await cleanTree({ dir: upper, kind: 'upper', lowers }, recipe.cleanup);
+  const packages = parseLock(await readFile(lockFile, 'utf8').then((t) => t.replace(/\\t/g, '\t')));
+  return packAndStore(upper, 'upper', key, packages, historyFor(item, ctx), ctx, lowers);
+}
+
+/** The trees of the layers below, topmost first, as overlayfs takes its lowerdir list. */
+function lowerTrees(below: readonly CachedLayer[]): string[] {
+  return below.filter((l) => !l.emptyLayer).map((l) => l.tree).reverse();
+}
+
+function stepEnv(step: Step): Record<string, string> {
+  return ('env' in step && step.env) || {};
+}
+
+function rpmStepCommand(req: RpmStepRequest, lockFile: string): string {
+  const self = fileURLToPath(import.meta.url);
+  const entry = join(self, '..', `rpm-step${extname(self)}`);
+  return [process.execPath, entry, JSON.stringify(req), lockFile].map(q).join(' ');
+}
+
+function historyFor(item: PlanItem, ctx: StepContext): HistoryEntry {
+  const createdBy = item.kind === 'bootstrap' ? `vztpl ${item.title}` : `vztpl ${stepKind(item.step)}: ${JSON.stringify(item.step)}`;
+  return { created: new Date(ctx.epoch * 1000).toISOString(), created_by: createdBy, comment: item.title };
+}
+
+async function packAndStore(
+  tree: string,
+  kind: 'rootfs' | 'upper',
+  key: string,
+  packages: LockedPackage[],
+  history: HistoryEntry,
+  ctx: StepContext,
+  lowers?: readonly string[],
+): Promise<CachedLayer> {
+  const entries = await walkLayer(tree, { kind, epoch: ctx.epoch, lowers });
+  if (entries.length === 0) {
+    return ctx.cache.put({ key, treeKind: kind, emptyLayer: true, blobs: {}, packages, history: { ...history, empty_layer: true }, seconds: 0 }, tree);
+  }
+  const tmp = join(tree, '..', `layer.${ctx.compression}`);
+  const packed = await packLayer(entries, tmp, ctx.compression);
+  const blob = await ctx.cache.storeBlob(tmp, packed);
+  return ctx.cache.put({ key, treeKind: kind, emptyLayer: false, diffId: packed.diffId, tarSize: packed.tarSize, blobs: { [ctx.compression]: blob }, packages, history, seconds: 0 }, tree);
+}
+
+/** A cached layer may lack the requested compression: pack it again from its tree. */
+async function ensureBlob(layer: CachedLayer, ctx: StepContext, lowers: readonly string[]): Promise<void> {
+  if (layer.emptyLayer || layer.blobs[ctx.compression]) return;
+  const work = await ctx.cache.workDir();
+  try {
+    const entries = await walkLayer(layer.tree, { kind: layer.treeKind, epoch: ctx.epoch, lowers });
+    const packed = await packLayer(entries, join(work, 'layer'), ctx.compression);
+    if (packed.diffId !== layer.diffId) throw new VztplError(`step cache entry ${layer.key} is corrupt: its tree no longer matches its layer; run with --no-cache`);
+    await ctx.cache.addBlob(layer, ctx.compression, await ctx.cache.storeBlob(join(work, 'layer'), packed));
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+function parseName(name: string): { distro: string; release: string; arch: string; flavor?: string } {
+  const bare = name.split('/').pop()!;
+  const m = /^([a-z0-9]+)-([0-9][a-z0-9.]*)-(x86_64|aarch64|i386|ppc64le|s390x)(?:-(.+))?$/.exec(bare);
+  if (!m) throw new VztplError(`template name ${name} is not <distro>-<release>-<arch>[-<flavor>]`);
+  return { distro: m[1]!, release: m[2]!, arch: m[3]!, flavor: m[4] };
+}
+
+function imageFor(plan: BuildPlan, layers: readonly CachedLayer[], ctx: StepContext): { manifest: ImageManifest; config: ImageConfig } {
+  const { recipe } = plan.target;
+  const parts = parseName(recipe.name);
+  const created = new Date(ctx.epoch * 1000).toISOString();
+  const labels: Record<string, string> = {
+    ...Object.assign({}, ...plan.chain.map((r) => r.recipe.labels)),
+    [Label.distro]: parts.distro,
+    [Label.release]: parts.release,
+    [Label.arch]: parts.arch,
+    ...(parts.flavor ? { [Label.flavor]: parts.flavor } : {}),
+    [Label.recipeDigest]: plan.recipeDigest,
+    [Label.title]: recipe.name,
+    [Label.version]: recipe.version,
+  };
+  const nonEmpty = layers.filter((l) => !l.emptyLayer);
+  const config: ImageConfig = {
+    created,
+    architecture: ociArchitecture(recipe.arch),
+    os: 'linux',
+    config: {
+      Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', ...Object.entries(plan.env).map(([k, v]) => `${k}=${v}`)],
+      Cmd: recipe.cmd ?? ['/bin/sh'],
+      Labels: labels,
+    },
+    rootfs: { type: 'layers', diff_ids: nonEmpty.map((l) => l.diffId!) },
+    history: layers.map((l) => l.history),
+    'org.openvz.template': {
+      name: recipe.name,
+      version: recipe.version,
+      ...parts,
+      recipeDigest: plan.recipeDigest,
+      family: ctx.family,
+      packages: layers.at(-1)?.packages ?? [],
+    },
+  };
+  const manifest: ImageManifest = {
+    schemaVersion: 2,
+    mediaType: MediaType.manifest,
+    config: { mediaType: MediaType.config, digest: 'sha256:', size: 0 },
+    layers: nonEmpty.map((l) => {
+      const blob = l.blobs[ctx.compression]!;
+      return { mediaType: blob.mediaType, digest: blob.digest, size: blob.size };
+    }),
+    annotations: { [Label.title]: recipe.name, [Label.version]: recipe.version, [Label.created]: created },
+  };
+  return { manifest, config };
+}

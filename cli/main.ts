@@ -1,0 +1,66 @@
+#!/usr/bin/env node
+// vztpl: the command line. Each command lives in its own module, imported only when it runs,
+// so that a quick command (create, list) does not pay for the builder's or the server's imports.
+import { ExitCode, VztplError } from '../common/errors.ts';
+
+interface Command {
+  summary: string;
+  load: () => Promise<{ main: (argv: string[]) => Promise<number> }>;
+}
+
+const COMMANDS: Record<string, Command> = {
+  build: { summary: 'build a template from a recipe into an OCI image layout', load: () => import('./commands/build.ts') },
+  validate: { summary: 'check recipes without building them', load: () => import('./commands/validate.ts') },
+  inspect: { summary: "show a built template's layers, sizes, labels and packages", load: () => import('./commands/inspect.ts') },
+  export: { summary: 'flatten a template into one tarball for existing hosts (.tar.gz, .tar.xz, .tar.zst)', load: () => import('./commands/export.ts') },
+};
+
+const VERSION = '0.1.0';
+
+function usage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length));
+  return [
+    'vztpl: OS templates for OpenVZ-style hosts',
+    '',
+    'Usage: vztpl <command> [options]',
+    '',
+    'Commands:',
+    ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
+    '',
+    'Run "vztpl <command> --help" for a command\'s options.',
+  ].join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(`${usage()}\n`);
+    return name ? ExitCode.ok : ExitCode.usage;
+  }
+  if (name === '--version' || name === '-V') {
+    process.stdout.write(`${VERSION}\n`);
+    return ExitCode.ok;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    process.stderr.write(`vztpl: unknown command "${name}"\n\n${usage()}\n`);
+    return ExitCode.usage;
+  }
+  const module = await command.load();
+  return module.main(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof VztplError) {
+      process.stderr.write(`vztpl: ${err.message}\n`);
+      process.exitCode = err.exitCode;
+    } else {
+      process.stderr.write(`vztpl: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.exitCode = ExitCode.failure;
+    }
+  },
+);
