@@ -66,7 +66,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const metadata = await source.metadataDigest(plan.bootstrap as never, signal);
   const epoch = recipe.epoch ?? plan.chain[0]!.recipe.epoch ?? envEpoch() ?? Math.floor((metadata.date?.getTime() ?? 0) / 1000);
 
-  const ctx: StepContext = { plan, cache, epoch, family: source.family, compression, signal, reporter, metadataDigest: metadata.digest };
+  const ctx: StepContext = { plan, cache, epoch, family: source.family, compression, signal, reporter, metadataDigest: metadata.digest, replace: Boolean(opts.noCache || opts.refresh) };
   const layers: CachedLayer[] = [];
   let chainId = 'sha256:empty';
   for (const [i, item] of plan.items.entries()) {
@@ -123,6 +123,8 @@ interface StepContext {
   signal: AbortSignal;
   reporter: Reporter;
   metadataDigest: string;
+  /** Fresh results replace cached ones (--no-cache, --refresh). */
+  replace: boolean;
 }
 
 function envEpoch(): number | undefined {
@@ -293,12 +295,12 @@ async function packAndStore(
 ): Promise<CachedLayer> {
   const entries = await walkLayer(tree, { kind, epoch: ctx.epoch, lowers });
   if (entries.length === 0) {
-    return ctx.cache.put({ key, treeKind: kind, emptyLayer: true, blobs: {}, packages, history: { ...history, empty_layer: true }, seconds: 0 }, tree);
+    return ctx.cache.put({ key, treeKind: kind, emptyLayer: true, blobs: {}, packages, history: { ...history, empty_layer: true }, seconds: 0 }, tree, ctx.replace);
   }
   const tmp = join(tree, '..', `layer.${ctx.compression}`);
   const packed = await packLayer(entries, tmp, ctx.compression);
   const blob = await ctx.cache.storeBlob(tmp, packed);
-  return ctx.cache.put({ key, treeKind: kind, emptyLayer: false, diffId: packed.diffId, tarSize: packed.tarSize, blobs: { [ctx.compression]: blob }, packages, history, seconds: 0 }, tree);
+  return ctx.cache.put({ key, treeKind: kind, emptyLayer: false, diffId: packed.diffId, tarSize: packed.tarSize, blobs: { [ctx.compression]: blob }, packages, history, seconds: 0 }, tree, ctx.replace);
 }
 
 /** A cached layer may lack the requested compression: pack it again from its tree. */

@@ -91,13 +91,26 @@ export class StepCache {
     return { ...meta, tree };
   }
 
-  /** Moves a finished tree into the cache. If another build stored the same key first, keeps theirs. */
-  async put(meta: Meta, tree: string): Promise<CachedLayer> {
+  /**
+   * Moves a finished tree into the cache. If another build stored the same key first, keeps
+   * theirs, unless `replace` (a --no-cache build: its fresh result must be the one used).
+   */
+  async put(meta: Meta, tree: string, replace = false): Promise<CachedLayer> {
     const dir = this.stepDir(meta.key);
     const staging = `${tree}.entry`;
     await mkdir(staging, { recursive: true });
     await rename(tree, join(staging, 'tree'));
     await writeFile(join(staging, 'step.json'), JSON.stringify(meta, null, 1));
+    if (replace) {
+      const old = `${staging}.old`;
+      const hadOld = await rename(dir, old).then(
+        () => true,
+        () => false,
+      );
+      await rename(staging, dir);
+      if (hadOld) await rm(old, { recursive: true, force: true });
+      return { ...meta, tree: join(dir, 'tree') };
+    }
     try {
       await rename(staging, dir);
     } catch (err) {
