@@ -1,5 +1,7 @@
 // Layer compression with fixed settings, so the same tar always gives the same blob.
 import zlib from 'node:zlib';
+import { createWriteStream } from 'node:fs';
+import { once } from 'node:events';
 import type { Transform } from 'node:stream';
 import type { Compression } from './oci.ts';
 
@@ -35,4 +37,93 @@ export function createDecompressor(mediaTypeOrCompression: string): Transform | 
   if (mediaTypeOrCompression.endsWith('zstd')) return zlib.createZstdDecompress();
   if (mediaTypeOrCompression.endsWith('gzip')) return zlib.createGunzip();
   return undefined;
+}
+
+export type ArchiveFormat = 'gzip' | 'xz' | 'zstd' | 'none';
+
+/** The format a file name asks for: .tar.gz/.tgz, .tar.xz, .tar.zst, .tar. */
+export function formatFromName(file: string): ArchiveFormat | undefined {
+  if (/\.(tar\.gz|tgz)$/.test(file)) return 'gzip';
+  if (/\.tar\.xz$/.test(file)) return 'xz';
+  if (/\.tar\.zst$/.test(file)) return 'zstd';
+  if (/\.tar$/.test(file)) return 'none';
+  return undefined;
+}
+
+export interface CompressedSink {
+  write(chunk: Buffer): Promise<void>;
+  /** Flushes and closes; resolves when every byte is on disk. */
+  close(): Promise<void>;
+  abort(): void;
+}
+
+/**
+ * A file that compresses what is written to it: zstd as parallel frames, gzip with zlib, xz
+ * with the xz program (multithreaded; Node has no xz).
+ */
+export async function compressedFileSink(file: string, format: ArchiveFormat): Promise<CompressedSink> {
+  const out = createWriteStream(file);
+  const failed = new Promise<never>((_, reject) => out.once('error', reject));
+  failed.catch(() => undefined);
+  const writeOut = async (data: Buffer) => {
+    if (!out.write(data)) await Promise.race([once(out, 'drain'), failed]);
+  };
+  const closeOut = async () => {
+    out.end();
+    await Promise.race([once(out, 'close'), failed]);
+  };
+  if (format === 'none') return { write: writeOut, close: closeOut, abort: () => out.destroy() };
+  if (format === 'zstd') {
+    const CHUNK = 4 << 20;
+    let pending: Buffer[] = [];
+    let pendingSize = 0;
+    const inFlight: Promise<Buffer>[] = [];
+    const cut = async () => {
+      if (!pendingSize) return;
+      inFlight.push(zstdFrame(Buffer.concat(pending)));
+      pending = [];
+      pendingSize = 0;
+      if (inFlight.length >= 3) await writeOut(await inFlight.shift()!);
+    };
+    return {
+      async write(chunk) {
+        pending.push(chunk);
+        pendingSize += chunk.length;
+        if (pendingSize >= CHUNK) await cut();
+      },
+      async close() {
+        await cut();
+        while (inFlight.length) await writeOut(await inFlight.shift()!);
+        await closeOut();
+      },
+      abort: () => out.destroy(),
+    };
+  }
+  const compressor: Transform =
+    format === 'gzip'
+      ? createGzipCompressor()
+      : await (async () => {
+          const { execa } = await import('execa');
+          const { requirePrograms } = await import('../common/run.ts');
+          requirePrograms({ xz: 'xz-utils' });
+          const child = execa('xz', ['-T2', '-6', '-c'], { stdin: 'pipe', stdout: 'pipe', buffer: false });
+          child.catch(() => undefined);
+          return child.duplex() as unknown as Transform;
+        })();
+  compressor.pipe(out);
+  const compressorFailed = new Promise<never>((_, reject) => compressor.once('error', reject));
+  compressorFailed.catch(() => undefined);
+  return {
+    async write(chunk) {
+      if (!compressor.write(chunk)) await Promise.race([once(compressor, 'drain'), compressorFailed, failed]);
+    },
+    async close() {
+      compressor.end();
+      await Promise.race([once(out, 'close'), failed, compressorFailed]);
+    },
+    abort: () => {
+      compressor.destroy();
+      out.destroy();
+    },
+  };
 }
