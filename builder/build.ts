@@ -5,7 +5,7 @@ import { extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CommandError, VztplError } from '../common/errors.ts';
 import { silentReporter, type Reporter } from '../common/progress.ts';
-import { run } from '../common/run.ts';
+import { requirePrograms, run } from '../common/run.ts';
 import { canonicalJson, Label, MediaType, ociArchitecture, type Compression, type Descriptor, type HistoryEntry, type ImageConfig, type ImageManifest, type LockedPackage } from '../format/oci.ts';
 import { sha256, type Digest } from '../format/digest.ts';
 import { writeLayoutAtomically } from '../format/layout.ts';
@@ -58,6 +58,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const plan = await planBuild(opts.recipe);
   const { recipe } = plan.target;
   const source = sourceFor(plan.bootstrap);
+  // Before anything runs: a missing host tool names the Debian package to install.
+  requirePrograms(source.hostTools);
   const cache = new StepCache(opts.cacheDir ?? process.env.VZTPL_CACHE_DIR ?? DEFAULT_CACHE_DIR);
   await cache.init();
   const out = resolve(opts.out ?? join('out', recipe.name));

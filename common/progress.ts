@@ -17,7 +17,8 @@ export type ProgressEvent =
       size?: number;
     }
   | { event: 'build-done'; name: string; version: string; digest: string; out: string; layers: number; size: number; packages: number; seconds: number }
-  | { event: 'message'; message: string };
+  | { event: 'message'; message: string }
+  | { event: 'error'; message: string; exitCode: number };
 
 export interface Reporter {
   emit(event: ProgressEvent): void;
@@ -74,6 +75,9 @@ export function lineReporter(out: Writable & { isTTY?: boolean; columns?: number
           out.write(
             `Built ${e.name}:${e.version} in ${e.seconds.toFixed(1)}s: ${e.digest}\n  ${e.layers} layers, ${formatBytes(e.size)}, ${e.packages} packages -> ${e.out}\n`,
           );
+          break;
+        case 'error':
+          clearLive();
           break;
         case 'message':
           clearLive();

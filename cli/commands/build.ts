@@ -53,6 +53,12 @@ export async function main(argv: string[]): Promise<number> {
     throw new VztplError(
       `not reproducible: ${first.manifestDigest} then ${second.manifestDigest}; layers that differ: ${differing.join(', ') || 'none (the config differs)'}`,
     );
+  } catch (err) {
+    if (args.values.json) {
+      const exitCode = err instanceof VztplError ? err.exitCode : 1;
+      reporter.emit({ event: 'error', message: err instanceof Error ? err.message : String(err), exitCode });
+    }
+    throw err;
   } finally {
     dispose();
   }
