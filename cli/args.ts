@@ -25,7 +25,10 @@ export function interruptSignal(): { signal: AbortSignal; dispose: () => void } 
       const { InterruptedError } = await import('../common/errors.ts');
       controller.abort(new InterruptedError(sig));
     };
-    process.once(sig, handler);
+    // `on`, not `once`: execa's child cleanup (signal-exit) re-raises a signal that has no other
+    // listener left, and a `once` listener is removed before it runs, so the process would die
+    // by the signal (exit 143) before the build could undo anything.
+    process.on(sig, handler);
     return [sig, handler] as const;
   });
   return { signal: controller.signal, dispose: () => handlers.forEach(([sig, h]) => process.off(sig, h)) };
