@@ -9,7 +9,12 @@ import type { DebianBootstrapSpec } from '../recipe/schema.ts';
 import { debianArch, inReleaseDigest } from './debian.ts';
 import type { BootstrapContext, BootstrapSource } from './source.ts';
 
-const MERGED_USR_HOOK = '/usr/share/mmdebstrap/hooks/merged-usr';
+// maybe-merged-usr runs the merged-usr hook only for suites that have the usr-is-merged
+// package (Debian 12 and later); merged-usr itself fails on older suites
+// (bullseye, jammy: "command failed: .../merged-usr/essential00.sh"). mmdebstrap(1) names
+// maybe-merged-usr for builders that do not know the suite upfront.
+const MERGED_USR_HOOKS = ['/usr/share/mmdebstrap/hooks/maybe-merged-usr', '/usr/share/mmdebstrap/hooks/merged-usr'];
+const MERGED_USR_HOOK = MERGED_USR_HOOKS.find((dir) => existsSync(dir));
 
 export const mmdebstrapSource: BootstrapSource<DebianBootstrapSpec> = {
   tool: 'mmdebstrap',
@@ -33,7 +38,7 @@ export const mmdebstrapSource: BootstrapSource<DebianBootstrapSpec> = {
       `--customize-hook=sync-out /var/cache/apt/archives ${debs}`,
     ];
     // Without the hook apt merges /usr by installing usrmerge and perl (+47 MB).
-    if (existsSync(MERGED_USR_HOOK)) args.push(`--hook-dir=${MERGED_USR_HOOK}`);
+    if (MERGED_USR_HOOK) args.push(`--hook-dir=${MERGED_USR_HOOK}`);
     if (spec.packages.length) args.push(`--include=${spec.packages.join(',')}`);
     if (spec.keyring) args.push(`--keyring=${spec.keyring}`);
     args.push(spec.suite, ctx.root, spec.mirror);
