@@ -60,18 +60,83 @@ export async function layerTar(layout: string, layer: Descriptor): Promise<Buffe
   return Buffer.concat(chunks);
 }
 
-/** Entries of a tar archive as tar-stream decodes them, with their data. */
-export async function readTar(tarBytes: Buffer): Promise<{ header: TarHeader; data: Buffer }[]> {
+export interface TarItem {
+  header: TarHeader;
+  data: Buffer;
+  /** SCHILY.xattr.* records as raw bytes (tar-stream's pax strings are UTF-8 decoded). */
+  xattrs: Map<string, Buffer>;
+}
+
+/** Entries of a tar archive as tar-stream decodes them, with their data and raw xattrs. */
+export async function readTar(tarBytes: Buffer): Promise<TarItem[]> {
   const extract = tar.extract();
-  const out: { header: TarHeader; data: Buffer }[] = [];
+  const out: TarItem[] = [];
   const done = (async () => {
     for await (const entry of extract) {
       const chunks: Buffer[] = [];
       for await (const c of entry) chunks.push(c as Buffer);
-      out.push({ header: entry.header as TarHeader, data: Buffer.concat(chunks) });
+      out.push({ header: entry.header as TarHeader, data: Buffer.concat(chunks), xattrs: new Map() });
     }
   })();
   await Promise.all([pipeline(Readable.from([tarBytes]), extract as unknown as NodeJS.WritableStream), done]);
+  const raw = rawXattrs(tarBytes);
+  if (raw.count !== out.length) throw new Error(`tar scan found ${raw.count} entries, tar-stream ${out.length}`);
+  for (const [i, xattrs] of raw.byEntry) out[i]!.xattrs = xattrs;
+  return out;
+}
+
+const PAD = (n: number) => (n % 512 === 0 ? 0 : 512 - (n % 512));
+
+/**
+ * A minimal scan of the archive's headers for the raw bytes of SCHILY.xattr pax records
+ * (binary values such as system.posix_acl_access or security.capability), by entry index.
+ */
+function rawXattrs(buf: Buffer): { count: number; byEntry: Map<number, Map<string, Buffer>> } {
+  const byEntry = new Map<number, Map<string, Buffer>>();
+  let off = 0;
+  let count = 0;
+  let pending: Map<string, Buffer> | undefined;
+  let paxSize: number | undefined;
+  while (off + 512 <= buf.length) {
+    const h = buf.subarray(off, off + 512);
+    if (h.every((b) => b === 0)) break;
+    const type = String.fromCharCode(h[156]!);
+    let size = parseInt(h.subarray(124, 136).toString('latin1').replace(/[\0 ]+$/g, '') || '0', 8);
+    off += 512;
+    if (type === 'x' || type === 'g' || type === 'L' || type === 'K') {
+      if (type === 'x') {
+        const records = paxRecords(buf.subarray(off, off + size));
+        pending = new Map([...records].filter(([k]) => k.startsWith('SCHILY.xattr.')).map(([k, v]) => [k.slice('SCHILY.xattr.'.length), v]));
+        const s = records.get('size');
+        paxSize = s === undefined ? undefined : Number(s.toString());
+      }
+      off += size + PAD(size);
+      continue;
+    }
+    if (pending?.size) byEntry.set(count, pending);
+    if (paxSize !== undefined) size = paxSize;
+    pending = undefined;
+    paxSize = undefined;
+    const data = type === '5' ? 0 : size;
+    off += data + PAD(data);
+    count++;
+  }
+  return { count, byEntry };
+}
+
+function paxRecords(data: Buffer): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
+  let i = 0;
+  while (i < data.length) {
+    const space = data.indexOf(0x20, i);
+    if (space === -1) break;
+    const len = parseInt(data.subarray(i, space).toString('latin1'), 10);
+    if (!(len > 0)) break;
+    const record = data.subarray(space + 1, i + len - 1); // without the trailing newline
+    const eq = record.indexOf(0x3d);
+    out.set(record.subarray(0, eq).toString('utf8'), Buffer.from(record.subarray(eq + 1)));
+    i += len;
+  }
   return out;
 }
 
@@ -113,7 +178,7 @@ export async function applyLayerTar(root: string, tarBytes: Buffer): Promise<App
   const dirTimes: [string, number][] = [];
   /** Paths known to be directories; forgotten whenever something is deleted. */
   const knownDirs = new Set<string>();
-  for (const { header, data } of await readTar(tarBytes)) {
+  for (const { header, data, xattrs } of await readTar(tarBytes)) {
     stats.entries++;
     const rel = cleanName(header.name);
     const base = posix.basename(rel);
@@ -180,11 +245,7 @@ export async function applyLayerTar(root: string, tarBytes: Buffer): Promise<App
     }
     await lchown(abs, uid, gid);
     if (header.type !== 'symlink') await chmod(abs, mode); // after chown, which clears setuid
-    for (const [key, value] of Object.entries(pax)) {
-      if (!key.startsWith('SCHILY.xattr.')) continue;
-      // tar-stream decodes pax values as UTF-8: fine for text values.
-      execFileSync('setfattr', ['-h', '-n', key.slice('SCHILY.xattr.'.length), '-v', `0x${Buffer.from(value, 'utf8').toString('hex')}`, abs]);
-    }
+    for (const [name, value] of xattrs) execFileSync('setfattr', ['-h', '-n', name, '-v', `0x${value.toString('hex')}`, abs]);
     if (header.type === 'symlink') await lutimes(abs, mtime, mtime);
     else if (header.type !== 'directory') await utimes(abs, mtime, mtime);
   }

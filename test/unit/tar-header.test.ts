@@ -24,6 +24,8 @@ function archive(entries: { entry: TarEntry; data?: Buffer }[]): Buffer {
   return Buffer.concat(parts);
 }
 
+/** A binary xattr value (0x80 and 0xff are not UTF-8). */
+const CAP = Buffer.from([0x01, 0x00, 0x00, 0x02, 0x80, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00]);
 const longAscii = `${'a-directory-name/'.repeat(8)}and-a-file-name.txt`;
 const nonAscii = 'etc/grüße/日本語.txt';
 const longNonAscii = `${'ünïcödé/'.repeat(15)}fïlé`;
@@ -62,6 +64,7 @@ describe('encodeHeader', () => {
       { entry: { ...base, path: 'home/edge', type: 'file', uid: 2_097_151, gid: 2_097_151 } },
       { entry: { ...base, path: 'usr/bin/su', type: 'file', mode: 0o4755 } },
       { entry: { ...base, path: 'usr/bin/x', type: 'file', xattrs: new Map([['user.comment', Buffer.from('some text')], ['security.selinux', Buffer.from('system_u:object_r:bin_t:s0')]]) } },
+      { entry: { ...base, path: 'usr/bin/ping', type: 'file', xattrs: new Map([['security.capability', CAP]]) } },
       { entry: { ...base, path: 'etc/link', type: 'symlink', mode: 0o777, linkname: '../usr/bin/x' } },
       { entry: { ...base, path: 'etc/longlink', type: 'symlink', mode: 0o777, linkname: `/${longNonAscii}` } },
       { entry: { ...base, path: 'etc/hard', type: 'link', linkname: 'etc/hello' } },
@@ -92,6 +95,10 @@ describe('encodeHeader', () => {
       'SCHILY.xattr.user.comment': 'some text',
       'SCHILY.xattr.security.selinux': 'system_u:object_r:bin_t:s0',
     });
+    // The test helper's raw scan keeps binary values that tar-stream's UTF-8 strings corrupt.
+    expect(by('usr/bin/ping').xattrs.get('security.capability')).toEqual(CAP);
+    expect(by('usr/bin/ping').header.pax?.['SCHILY.xattr.security.capability']).not.toBe(CAP.toString('latin1'));
+    expect(by('usr/bin/x').xattrs.get('user.comment')?.toString()).toBe('some text');
     expect(by('etc/link').header).toMatchObject({ type: 'symlink', linkname: '../usr/bin/x' });
     expect(by('etc/longlink').header).toMatchObject({ type: 'symlink', linkname: `/${longNonAscii}` });
     expect(by('etc/hard').header).toMatchObject({ type: 'link', linkname: 'etc/hello', size: 0 });
