@@ -12,6 +12,8 @@ const COMMANDS: Record<string, Command> = {
   build: { summary: 'build a template from a recipe into an OCI image layout', load: () => import('./commands/build.ts') },
   validate: { summary: 'check recipes without building them', load: () => import('./commands/validate.ts') },
   inspect: { summary: "show a built template's layers, sizes, labels and packages", load: () => import('./commands/inspect.ts') },
+  push: { summary: 'publish a built template to a registry as a version', load: () => import('./commands/push.ts') },
+  serve: { summary: 'run the template registry (OCI Distribution API + template catalog)', load: () => import('./commands/serve.ts') },
   export: { summary: 'flatten a template into one tarball for existing hosts (.tar.gz, .tar.xz, .tar.zst)', load: () => import('./commands/export.ts') },
 };
 

@@ -57,10 +57,15 @@ export class OciLayout {
     return JSON.parse(await readFile(join(this.dir, 'index.json'), 'utf8')) as ImageIndex;
   }
 
-  async readJson<T>(digest: Digest): Promise<T> {
+  /** A small blob's bytes, verified against its digest. */
+  async blobBytes(digest: Digest): Promise<Buffer> {
     const bytes = await readFile(this.blobPath(digest));
     if (sha256(bytes) !== digest) throw new Error(`${this.dir}: blob ${digest} does not match its digest`);
-    return JSON.parse(bytes.toString('utf8')) as T;
+    return bytes;
+  }
+
+  async readJson<T>(digest: Digest): Promise<T> {
+    return JSON.parse((await this.blobBytes(digest)).toString('utf8')) as T;
   }
 
   /** The manifest named `ref` (its ref.name annotation), or the only one when ref is omitted. */

@@ -1,0 +1,68 @@
+import { UsageError } from '../../common/errors.ts';
+import { loadConfig, parseListen } from '../../registry/config.ts';
+import { parseCommandArgs } from '../args.ts';
+
+const HELP = `
+Usage: vztpl serve [--listen HOST:PORT] [--storage fs:DIR|s3://BUCKET[/PREFIX]] [--config FILE]
+                   [--s3-endpoint URL] [--s3-path-style] [--s3-region R] [--s3-redirect]
+
+Runs the template registry: the OCI Distribution API under /v2/ (skopeo, podman, oras, crane
+push and pull), the template catalog under /api/v1/, /healthz.
+
+Defaults: 127.0.0.1:5000, storage fs:/var/lib/vztpl/registry. Settings also come from a config
+file (YAML) and VZTPL_* variables (VZTPL_LISTEN, VZTPL_STORAGE, VZTPL_S3_ENDPOINT,
+VZTPL_S3_PATH_STYLE, VZTPL_S3_REGION, VZTPL_S3_REDIRECT, VZTPL_LOG_LEVEL); options win over
+variables, variables over the file. S3 credentials, region and endpoint also come from the
+standard AWS sources (AWS_ACCESS_KEY_ID, AWS_PROFILE, AWS_ENDPOINT_URL_S3, ...).
+`;
+
+export async function main(argv: string[]): Promise<number> {
+  const args = parseCommandArgs(
+    'serve',
+    argv,
+    {
+      listen: { type: 'string' },
+      storage: { type: 'string' },
+      config: { type: 'string' },
+      's3-endpoint': { type: 'string' },
+      's3-path-style': { type: 'boolean' },
+      's3-region': { type: 'string' },
+      's3-redirect': { type: 'boolean' },
+    },
+    HELP,
+  );
+  if (!args) return 0;
+  if (args.positionals.length) throw new UsageError(`serve: unexpected argument ${args.positionals[0]}\n${HELP}`);
+  const config = await loadConfig({
+    file: args.values.config,
+    flags: {
+      listen: args.values.listen,
+      storage: args.values.storage,
+      's3.endpoint': args.values['s3-endpoint'],
+      's3.pathStyle': args.values['s3-path-style'],
+      's3.region': args.values['s3-region'],
+      's3.redirect': args.values['s3-redirect'],
+    },
+  });
+  const { createDriver } = await import('../../registry/storage/factory.ts');
+  const { buildServer } = await import('../../registry/server.ts');
+  const driver = await createDriver(config);
+  const { app } = await buildServer({ driver, logger: { level: config.logLevel }, redirectBlobs: config.s3.redirect });
+  const { host, port } = parseListen(config.listen);
+  await app.listen({ host, port });
+  // Graceful shutdown: stop accepting, finish in-flight requests, then exit.
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      app.log.info({ signal }, 'shutting down: finishing in-flight requests');
+      const timer = setTimeout(() => {
+        app.log.warn('shutdown timeout: closing remaining connections');
+        app.server.closeAllConnections();
+      }, config.shutdownTimeout * 1000);
+      timer.unref();
+      app.close().then(() => resolve());
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  return 0;
+}

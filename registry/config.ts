@@ -1,0 +1,123 @@
+// Registry settings from a config file (YAML or JSON), VZTPL_* environment variables and
+// command-line flags, in that order of precedence (flags win), validated with zod. A bad
+// setting stops start-up with a message naming it and where it came from.
+import { readFile } from 'node:fs/promises';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { UsageError } from '../common/errors.ts';
+
+const listen = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be HOST:PORT, for example 127.0.0.1:5000')
+  .refine((v) => Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535, 'port must be at most 65535');
+
+const storage = z
+  .string()
+  .regex(/^(fs:.+|s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?)$/, 'must be fs:DIR or s3://BUCKET[/PREFIX]');
+
+export const configSchema = z.strictObject({
+  listen: listen.default('127.0.0.1:5000'),
+  storage: storage.default('fs:/var/lib/vztpl/registry'),
+  s3: z
+    .strictObject({
+      endpoint: z.string().url().optional(),
+      pathStyle: z.boolean().default(false),
+      region: z.string().optional(),
+      /** Redirect blob GETs to presigned URLs (clients then fetch from S3 directly). */
+      redirect: z.boolean().default(false),
+    })
+    .default({ pathStyle: false, redirect: false }),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Seconds to wait for in-flight requests on SIGTERM before closing anyway. */
+  shutdownTimeout: z.number().int().positive().default(30),
+});
+
+export type RegistryConfig = z.infer<typeof configSchema>;
+
+type Source = 'file' | 'env' | 'flag';
+
+const ENV: Record<string, { path: string[]; type: 'string' | 'boolean' | 'number' }> = {
+  VZTPL_LISTEN: { path: ['listen'], type: 'string' },
+  VZTPL_STORAGE: { path: ['storage'], type: 'string' },
+  VZTPL_S3_ENDPOINT: { path: ['s3', 'endpoint'], type: 'string' },
+  VZTPL_S3_PATH_STYLE: { path: ['s3', 'pathStyle'], type: 'boolean' },
+  VZTPL_S3_REGION: { path: ['s3', 'region'], type: 'string' },
+  VZTPL_S3_REDIRECT: { path: ['s3', 'redirect'], type: 'boolean' },
+  VZTPL_LOG_LEVEL: { path: ['logLevel'], type: 'string' },
+  VZTPL_SHUTDOWN_TIMEOUT: { path: ['shutdownTimeout'], type: 'number' },
+};
+
+function set(target: Record<string, unknown>, path: string[], value: unknown): void {
+  let node = target;
+  for (const key of path.slice(0, -1)) node = (node[key] ??= {}) as Record<string, unknown>;
+  node[path.at(-1)!] = value;
+}
+
+function convert(name: string, raw: string, type: 'string' | 'boolean' | 'number'): unknown {
+  if (type === 'string') return raw;
+  if (type === 'number') {
+    if (!/^\d+$/.test(raw)) throw new UsageError(`${name}=${raw}: must be a whole number`);
+    return Number(raw);
+  }
+  if (/^(1|true|yes|on)$/i.test(raw)) return true;
+  if (/^(0|false|no|off)$/i.test(raw)) return false;
+  throw new UsageError(`${name}=${raw}: must be true or false`);
+}
+
+export interface ConfigInput {
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Flag values, by config path ('listen', 's3.endpoint', ...). */
+  flags?: Record<string, unknown>;
+}
+
+export async function loadConfig(input: ConfigInput): Promise<RegistryConfig> {
+  const merged: Record<string, unknown> = {};
+  const origin = new Map<string, string>();
+  if (input.file) {
+    let text: string;
+    try {
+      text = await readFile(input.file, 'utf8');
+    } catch (err) {
+      throw new UsageError(`config file ${input.file}: ${(err as Error).message}`);
+    }
+    let parsed: unknown;
+    try {
+      parsed = parseYaml(text);
+    } catch (err) {
+      throw new UsageError(`config file ${input.file}: ${(err as Error).message}`);
+    }
+    if (parsed !== null && parsed !== undefined) {
+      if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new UsageError(`config file ${input.file}: must be a mapping of settings`);
+      Object.assign(merged, parsed);
+      for (const key of Object.keys(parsed)) origin.set(key, `config file ${input.file}`);
+    }
+  }
+  const env = input.env ?? process.env;
+  for (const [name, spec] of Object.entries(ENV)) {
+    const raw = env[name];
+    if (raw === undefined || raw === '') continue;
+    set(merged, spec.path, convert(name, raw, spec.type));
+    origin.set(spec.path.join('.'), `environment variable ${name}`);
+  }
+  for (const [path, value] of Object.entries(input.flags ?? {})) {
+    if (value === undefined) continue;
+    set(merged, path.split('.'), value);
+    origin.set(path, `option --${path.replace('.', '-').replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
+  }
+  const result = configSchema.safeParse(merged);
+  if (!result.success) {
+    const lines = result.error.issues.map((issue) => {
+      const path = issue.path.join('.');
+      const from = origin.get(path) ?? origin.get(String(issue.path[0])) ?? 'settings';
+      return `${path || '(config)'} (from ${from}): ${issue.message}`;
+    });
+    throw new UsageError(`invalid registry configuration:\n  ${lines.join('\n  ')}`);
+  }
+  return result.data;
+}
+
+export function parseListen(value: string): { host: string; port: number } {
+  const colon = value.lastIndexOf(':');
+  return { host: value.slice(0, colon).replace(/^\[|\]$/g, ''), port: Number(value.slice(colon + 1)) };
+}

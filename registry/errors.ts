@@ -1,0 +1,47 @@
+// Errors of the OCI Distribution API: each has the spec's code and HTTP status, and is sent as
+// {"errors":[{"code","message","detail"}]}.
+
+export const OciCode = {
+  BLOB_UNKNOWN: 404,
+  BLOB_UPLOAD_INVALID: 400,
+  BLOB_UPLOAD_UNKNOWN: 404,
+  DIGEST_INVALID: 400,
+  MANIFEST_BLOB_UNKNOWN: 404,
+  MANIFEST_INVALID: 400,
+  MANIFEST_UNKNOWN: 404,
+  NAME_INVALID: 400,
+  NAME_UNKNOWN: 404,
+  SIZE_INVALID: 400,
+  UNAUTHORIZED: 401,
+  DENIED: 403,
+  UNSUPPORTED: 415,
+  TOOMANYREQUESTS: 429,
+  RANGE_INVALID: 416,
+  TAG_INVALID: 400,
+  /** A published version is immutable (vztpl: 409 with this code). */
+  TAG_IMMUTABLE: 409,
+  MANIFEST_TOO_LARGE: 413,
+  UNAVAILABLE: 503,
+} as const;
+
+export type OciErrorCode = keyof typeof OciCode;
+
+export class OciError extends Error {
+  readonly code: OciErrorCode;
+  readonly status: number;
+  readonly detail: unknown;
+  constructor(code: OciErrorCode, message: string, detail?: unknown, status?: number) {
+    super(message);
+    this.name = 'OciError';
+    this.code = code;
+    this.status = status ?? OciCode[code];
+    this.detail = detail;
+  }
+
+  body(): { errors: Array<{ code: string; message: string; detail?: unknown }> } {
+    // Codes that are vztpl's own travel as the nearest standard code, with ours in the detail.
+    const wire = this.code === 'TAG_IMMUTABLE' ? 'DENIED' : this.code === 'MANIFEST_TOO_LARGE' ? 'SIZE_INVALID' : this.code === 'RANGE_INVALID' ? 'BLOB_UPLOAD_INVALID' : this.code;
+    const detail = wire === this.code ? this.detail : { vztplCode: this.code, ...(typeof this.detail === 'object' && this.detail ? this.detail : {}) };
+    return { errors: [{ code: wire, message: this.message, ...(detail === undefined ? {} : { detail }) }] };
+  }
+}

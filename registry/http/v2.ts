@@ -1,0 +1,326 @@
+// The OCI Distribution API v1.1 under /v2/, as a fastify plugin over a Registry.
+// Repository names contain slashes, so one wildcard route dispatches on the path's tail.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Readable } from 'node:stream';
+import { isDigest, type Digest } from '../../format/digest.ts';
+import { MediaType } from '../../format/oci.ts';
+import { OciError } from '../errors.ts';
+import type { Registry } from '../registry.ts';
+import { MAX_MANIFEST_SIZE } from '../store/manifests.ts';
+import { InvalidOffsetError } from '../storage/driver.ts';
+
+export interface V2Options {
+  registry: Registry;
+  /** Called after a manifest was stored under a tag (versions, aliases, catalog records). */
+  onManifestPut?: (repo: string, reference: string, digest: Digest, request: FastifyRequest) => Promise<void>;
+  /** Redirect blob GETs to presigned storage URLs when the driver offers them. */
+  redirectBlobs?: boolean;
+}
+
+type Route =
+  | { kind: 'base' }
+  | { kind: 'catalog' }
+  | { kind: 'tags'; repo: string }
+  | { kind: 'manifest'; repo: string; reference: string }
+  | { kind: 'uploads'; repo: string }
+  | { kind: 'upload'; repo: string; id: string }
+  | { kind: 'blob'; repo: string; digest: string }
+  | { kind: 'referrers'; repo: string; digest: string };
+
+/** Maps a path below /v2/ to a route; undefined for paths the API does not have. */
+export function matchRoute(path: string): Route | undefined {
+  if (path === '' || path === '/') return { kind: 'base' };
+  if (path === '_catalog') return { kind: 'catalog' };
+  let m = /^(.+)\/tags\/list$/.exec(path);
+  if (m) return { kind: 'tags', repo: m[1]! };
+  m = /^(.+)\/manifests\/([^/]+)$/.exec(path);
+  if (m) return { kind: 'manifest', repo: m[1]!, reference: m[2]! };
+  m = /^(.+)\/blobs\/uploads\/?$/.exec(path);
+  if (m) return { kind: 'uploads', repo: m[1]! };
+  m = /^(.+)\/blobs\/uploads\/([^/]+)$/.exec(path);
+  if (m) return { kind: 'upload', repo: m[1]!, id: m[2]! };
+  m = /^(.+)\/blobs\/([^/]+)$/.exec(path);
+  if (m) return { kind: 'blob', repo: m[1]!, digest: m[2]! };
+  m = /^(.+)\/referrers\/([^/]+)$/.exec(path);
+  if (m) return { kind: 'referrers', repo: m[1]!, digest: m[2]! };
+  return undefined;
+}
+
+function requireDigest(value: string | undefined, what: string): Digest {
+  if (!value || !isDigest(value)) throw new OciError('DIGEST_INVALID', `invalid ${what} digest ${JSON.stringify(value ?? '')}`);
+  return value;
+}
+
+function query(req: FastifyRequest): Record<string, string | undefined> {
+  return req.query as Record<string, string | undefined>;
+}
+
+function contentLength(req: FastifyRequest): number | undefined {
+  const value = req.headers['content-length'];
+  return value === undefined ? undefined : Number(value);
+}
+
+/** Reads a small request body whole, refusing more than `limit` bytes (413). */
+async function readBody(req: FastifyRequest, limit: number): Promise<Buffer> {
+  const declared = contentLength(req);
+  if (declared !== undefined && declared > limit) throw new OciError('MANIFEST_TOO_LARGE', `body exceeds ${limit} bytes`, undefined, 413);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req.raw as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw new OciError('MANIFEST_TOO_LARGE', `body exceeds ${limit} bytes`, undefined, 413);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** Parses "bytes=a-b" (one range) against a size; undefined for no header. */
+function parseRange(header: string | undefined, size: number): { start: number; end: number } | undefined {
+  if (!header) return undefined;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!m || (m[1] === '' && m[2] === '')) throw new OciError('RANGE_INVALID', `unsupported Range ${header}`, { size }, 416);
+  let start: number;
+  let end: number;
+  if (m[1] === '') {
+    const suffix = Number(m[2]);
+    start = Math.max(0, size - suffix);
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+  }
+  if (start >= size || end < start) throw new OciError('RANGE_INVALID', `range ${header} is outside the blob (${size} bytes)`, { size }, 416);
+  return { start, end };
+}
+
+function paginate(items: readonly string[], req: FastifyRequest): { page: string[]; next?: { n: number; last: string } } {
+  const q = query(req);
+  const last = q.last;
+  let list = last ? items.filter((t) => t > last) : [...items];
+  if (q.n !== undefined) {
+    const n = Number(q.n);
+    if (!Number.isInteger(n) || n < 0) throw new OciError('UNSUPPORTED', `invalid n=${q.n}`, undefined, 400);
+    if (list.length > n) {
+      list = list.slice(0, n);
+      return { page: list, next: n > 0 ? { n, last: list[list.length - 1]! } : undefined };
+    }
+  }
+  return { page: list };
+}
+
+export async function v2Routes(app: FastifyInstance, opts: V2Options): Promise<void> {
+  const { registry } = opts;
+  // Bodies are read by the handlers themselves, as streams (blobs) or bounded buffers.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_req, _payload, done) => done(null, undefined));
+
+  app.route({
+    method: ['GET', 'HEAD', 'PUT', 'POST', 'PATCH', 'DELETE'],
+    url: '/v2/*',
+    handler: async (req, reply) => {
+      reply.header('Docker-Distribution-API-Version', 'registry/2.0');
+      const tail = (req.params as { '*': string })['*'];
+      const route = matchRoute(tail);
+      if (!route) throw new OciError('UNSUPPORTED', `no such endpoint: ${req.method} /v2/${tail}`, undefined, 404);
+      if ('repo' in route) registry.checkName(route.repo);
+      const key = `${req.method} ${route.kind}`;
+      switch (key) {
+        case 'GET base':
+        case 'HEAD base':
+          return reply.send({});
+        case 'GET catalog':
+          return catalog(req, reply);
+        case 'GET tags':
+          return tagsList(req, reply, route as Extract<Route, { kind: 'tags' }>);
+        case 'GET manifest':
+        case 'HEAD manifest':
+          return getManifest(req, reply, route as Extract<Route, { kind: 'manifest' }>);
+        case 'PUT manifest':
+          return putManifest(req, reply, route as Extract<Route, { kind: 'manifest' }>);
+        case 'DELETE manifest':
+          return deleteManifest(reply, route as Extract<Route, { kind: 'manifest' }>);
+        case 'GET blob':
+        case 'HEAD blob':
+          return getBlob(req, reply, route as Extract<Route, { kind: 'blob' }>);
+        case 'DELETE blob':
+          return deleteBlob(reply, route as Extract<Route, { kind: 'blob' }>);
+        case 'POST uploads':
+          return startUpload(req, reply, route as Extract<Route, { kind: 'uploads' }>);
+        case 'GET upload':
+          return uploadStatus(reply, route as Extract<Route, { kind: 'upload' }>);
+        case 'PATCH upload':
+          return patchUpload(req, reply, route as Extract<Route, { kind: 'upload' }>);
+        case 'PUT upload':
+          return putUpload(req, reply, route as Extract<Route, { kind: 'upload' }>);
+        case 'DELETE upload':
+          return deleteUpload(reply, route as Extract<Route, { kind: 'upload' }>);
+        case 'GET referrers':
+          return referrers(req, reply, route as Extract<Route, { kind: 'referrers' }>);
+        default:
+          throw new OciError('UNSUPPORTED', `${req.method} is not supported on /v2/${tail}`, undefined, 405);
+      }
+    },
+  });
+
+  async function catalog(req: FastifyRequest, reply: FastifyReply) {
+    const { page, next } = paginate(await registry.repositories(), req);
+    if (next) reply.header('Link', `</v2/_catalog?n=${next.n}&last=${encodeURIComponent(next.last)}>; rel="next"`);
+    return reply.send({ repositories: page });
+  }
+
+  async function tagsList(req: FastifyRequest, reply: FastifyReply, route: { repo: string }) {
+    const tags = await registry.manifests.tags(route.repo);
+    if (!tags.length && !(await registry.repositories()).includes(route.repo)) throw new OciError('NAME_UNKNOWN', `repository ${route.repo} is not known`);
+    const { page, next } = paginate(tags, req);
+    if (next) reply.header('Link', `</v2/${route.repo}/tags/list?n=${next.n}&last=${encodeURIComponent(next.last)}>; rel="next"`);
+    return reply.send({ name: route.repo, tags: page });
+  }
+
+  async function getManifest(req: FastifyRequest, reply: FastifyReply, route: { repo: string; reference: string }) {
+    const m = await registry.manifests.get(route.repo, route.reference);
+    reply.header('Content-Type', m.mediaType).header('Docker-Content-Digest', m.digest).header('Content-Length', m.bytes.length);
+    if (req.method === 'HEAD') return reply.send();
+    return reply.send(m.bytes);
+  }
+
+  async function putManifest(req: FastifyRequest, reply: FastifyReply, route: { repo: string; reference: string }) {
+    const bytes = await readBody(req, MAX_MANIFEST_SIZE);
+    const contentType = req.headers['content-type']?.split(';')[0]?.trim();
+    const result = await registry.manifests.put(route.repo, route.reference, bytes, contentType);
+    await registry.registerRepository(route.repo);
+    if (!isDigest(route.reference) && opts.onManifestPut) await opts.onManifestPut(route.repo, route.reference, result.digest, req);
+    if (result.parsed.manifest.subject) reply.header('OCI-Subject', result.parsed.manifest.subject.digest);
+    return reply.code(201).header('Location', `/v2/${route.repo}/manifests/${result.digest}`).header('Docker-Content-Digest', result.digest).send();
+  }
+
+  async function deleteManifest(reply: FastifyReply, route: { repo: string; reference: string }) {
+    if (isDigest(route.reference)) {
+      const tags = await registry.manifests.deleteDigest(route.repo, route.reference);
+      reply.request.log.info({ repo: route.repo, digest: route.reference, tags, audit: 'manifest-delete' }, 'deleted manifest');
+    } else {
+      await registry.manifests.deleteTag(route.repo, route.reference);
+      reply.request.log.info({ repo: route.repo, tag: route.reference, audit: 'tag-delete' }, 'deleted tag');
+    }
+    return reply.code(202).send();
+  }
+
+  async function getBlob(req: FastifyRequest, reply: FastifyReply, route: { repo: string; digest: string }) {
+    const digest = requireDigest(route.digest, 'blob');
+    const info = await registry.blobs.stat(route.repo, digest);
+    if (opts.redirectBlobs) {
+      const url = await registry.blobs.redirectURL(digest, req.method === 'HEAD' ? 'HEAD' : 'GET');
+      if (url) return reply.code(307).header('Location', url).header('Docker-Content-Digest', digest).send();
+    }
+    reply.header('Docker-Content-Digest', digest).header('Accept-Ranges', 'bytes').header('Content-Type', 'application/octet-stream');
+    const range = parseRange(req.headers.range, info.size);
+    if (!range) {
+      reply.header('Content-Length', info.size);
+      if (req.method === 'HEAD') return reply.send();
+      return reply.send(await registry.blobs.open(digest));
+    }
+    const length = range.end - range.start + 1;
+    reply.code(206).header('Content-Range', `bytes ${range.start}-${range.end}/${info.size}`).header('Content-Length', length);
+    if (req.method === 'HEAD') return reply.send();
+    return reply.send(await registry.blobs.open(digest, range.start, length));
+  }
+
+  async function deleteBlob(reply: FastifyReply, route: { repo: string; digest: string }) {
+    const digest = requireDigest(route.digest, 'blob');
+    await registry.blobs.unlink(route.repo, digest);
+    return reply.code(202).send();
+  }
+
+  function uploadHeaders(reply: FastifyReply, repo: string, id: string, size: number) {
+    return reply
+      .header('Location', `/v2/${repo}/blobs/uploads/${id}`)
+      .header('Range', `0-${Math.max(0, size - 1)}`)
+      .header('Docker-Upload-UUID', id)
+      .header('OCI-Chunk-Min-Length', 0);
+  }
+
+  async function startUpload(req: FastifyRequest, reply: FastifyReply, route: { repo: string }) {
+    const q = query(req);
+    if (q.mount) {
+      const digest = requireDigest(q.mount, 'mount');
+      const from = q.from;
+      if (from) registry.checkName(from);
+      if (from && (await registry.blobs.isLinked(from, digest)) && (await registry.blobs.statGlobal(digest))) {
+        await registry.blobs.link(route.repo, digest);
+        return reply.code(201).header('Location', `/v2/${route.repo}/blobs/${digest}`).header('Docker-Content-Digest', digest).send();
+      }
+    }
+    const state = await registry.uploads.start(route.repo);
+    if (q.digest !== undefined) {
+      const digest = requireDigest(q.digest, 'upload');
+      const filled = await registry.uploads.append(state, req.raw, undefined, contentLength(req));
+      await registry.uploads.complete(filled, digest).catch(async (err) => {
+        await registry.uploads.cancel(filled);
+        throw err;
+      });
+      return reply.code(201).header('Location', `/v2/${route.repo}/blobs/${digest}`).header('Docker-Content-Digest', digest).send();
+    }
+    return uploadHeaders(reply.code(202), route.repo, state.id, 0).send();
+  }
+
+  async function uploadStatus(reply: FastifyReply, route: { repo: string; id: string }) {
+    const state = await registry.uploads.state(route.repo, route.id);
+    return uploadHeaders(reply.code(204), route.repo, state.id, state.size).send();
+  }
+
+  function contentRangeStart(req: FastifyRequest): number | undefined {
+    const header = req.headers['content-range'];
+    if (!header) return undefined;
+    const m = /^(?:bytes[ =])?(\d+)-(\d+)(?:\/\d+|\/\*)?$/.exec(header.trim());
+    if (!m) throw new OciError('RANGE_INVALID', `invalid Content-Range ${header}`, undefined, 416);
+    return Number(m[1]);
+  }
+
+  async function patchUpload(req: FastifyRequest, reply: FastifyReply, route: { repo: string; id: string }) {
+    const state = await registry.uploads.state(route.repo, route.id);
+    const next = await registry.uploads.append(state, req.raw as Readable, contentRangeStart(req), contentLength(req));
+    return uploadHeaders(reply.code(202), route.repo, next.id, next.size).send();
+  }
+
+  async function putUpload(req: FastifyRequest, reply: FastifyReply, route: { repo: string; id: string }) {
+    const digest = requireDigest(query(req).digest, 'upload');
+    const state = await registry.uploads.state(route.repo, route.id);
+    const filled = await registry.uploads.append(state, req.raw as Readable, contentRangeStart(req), contentLength(req));
+    await registry.uploads.complete(filled, digest);
+    return reply.code(201).header('Location', `/v2/${route.repo}/blobs/${digest}`).header('Docker-Content-Digest', digest).send();
+  }
+
+  async function deleteUpload(reply: FastifyReply, route: { repo: string; id: string }) {
+    const state = await registry.uploads.state(route.repo, route.id);
+    await registry.uploads.cancel(state);
+    return reply.code(204).send();
+  }
+
+  async function referrers(req: FastifyRequest, reply: FastifyReply, route: { repo: string; digest: string }) {
+    const subject = requireDigest(route.digest, 'subject');
+    const filter = query(req).artifactType;
+    const manifests = [];
+    for (const digest of await registry.manifests.referrers(route.repo, subject)) {
+      const m = await registry.manifests.get(route.repo, digest).catch(() => undefined);
+      if (!m) continue;
+      const parsed = JSON.parse(m.bytes.toString('utf8')) as { artifactType?: string; config?: { mediaType?: string }; annotations?: Record<string, string> };
+      const artifactType = parsed.artifactType ?? parsed.config?.mediaType;
+      if (filter && artifactType !== filter) continue;
+      manifests.push({ mediaType: m.mediaType, digest, size: m.bytes.length, ...(artifactType ? { artifactType } : {}), ...(parsed.annotations ? { annotations: parsed.annotations } : {}) });
+    }
+    if (filter) reply.header('OCI-Filters-Applied', 'artifactType');
+    return reply.header('Content-Type', MediaType.index).send({ schemaVersion: 2, mediaType: MediaType.index, manifests });
+  }
+}
+
+/** Turns errors into OCI error bodies; storage range errors become 416. */
+export function ociErrorHandler(err: Error & { statusCode?: number }, req: FastifyRequest, reply: FastifyReply) {
+  if (err instanceof OciError) {
+    if (err.status >= 500) req.log.error({ err }, 'request failed');
+    if (err.code === 'RANGE_INVALID' && typeof (err.detail as { size?: number })?.size === 'number') reply.header('Content-Range', `bytes */${(err.detail as { size: number }).size}`);
+    return reply.code(err.status).header('Content-Type', 'application/json').send(err.body());
+  }
+  if (err instanceof InvalidOffsetError) return reply.code(416).send(new OciError('RANGE_INVALID', err.message).body());
+  if (err.statusCode && err.statusCode < 500) return reply.code(err.statusCode).send(new OciError('UNSUPPORTED', err.message, undefined, err.statusCode).body());
+  req.log.error({ err }, 'request failed');
+  return reply.code(500).send({ errors: [{ code: 'UNKNOWN', message: 'internal error' }] });
+}

@@ -1,0 +1,41 @@
+// Builds the registry's fastify app: the OCI Distribution API, the template catalog API and the
+// health endpoint, over one storage driver. Plugins are encapsulated; errors are OCI JSON.
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { Catalog } from './catalog.ts';
+import { catalogRoutes } from './http/catalog.ts';
+import { ociErrorHandler, v2Routes } from './http/v2.ts';
+import { Registry } from './registry.ts';
+import type { StorageDriver } from './storage/driver.ts';
+
+export interface ServerOptions {
+  driver: StorageDriver;
+  logger?: FastifyServerOptions['logger'];
+  redirectBlobs?: boolean;
+}
+
+export async function buildServer(opts: ServerOptions): Promise<{ app: FastifyInstance; registry: Registry; catalog: Catalog }> {
+  const registry = new Registry(opts.driver);
+  const catalog = new Catalog(registry);
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    // Blob bodies stream; manifests are bounded in the handler (413).
+    bodyLimit: 64 * 1024 ** 3,
+    requestIdHeader: 'x-request-id',
+    genReqId: () => crypto.randomUUID(),
+    return503OnClosing: true,
+    forceCloseConnections: false,
+  });
+  app.setErrorHandler(ociErrorHandler);
+  app.setNotFoundHandler((req, reply) => reply.code(404).send({ errors: [{ code: 'UNSUPPORTED', message: `no such endpoint: ${req.method} ${req.url}` }] }));
+  app.get('/healthz', async () => {
+    await opts.driver.stat('/v2').catch(() => undefined);
+    return { status: 'ok', storage: opts.driver.name };
+  });
+  await app.register(v2Routes, {
+    registry,
+    redirectBlobs: opts.redirectBlobs,
+    onManifestPut: (repo, reference, digest) => catalog.published(repo, reference, digest),
+  });
+  await app.register(catalogRoutes, { registry, catalog });
+  return { app, registry, catalog };
+}

@@ -1,0 +1,174 @@
+// Manifests by digest and by tag. A manifest is accepted only when everything it names is in
+// the repository; its bytes and revision link are written before any tag points at it, so a
+// reader sees a whole manifest or none. Semver tags are versions: create-only (immutable).
+import { sha256, isDigest, type Digest } from '../../format/digest.ts';
+import { OciError } from '../errors.ts';
+import type { StorageDriver } from '../storage/driver.ts';
+import { isNotFound, type BlobStore } from './blobs.ts';
+import { parseManifest, type ParsedManifest } from './manifest-schema.ts';
+import { paths, TAG } from './paths.ts';
+import { isVersionTag } from './versions.ts';
+
+export const MAX_MANIFEST_SIZE = 4 * 1024 * 1024;
+
+export interface StoredManifest {
+  digest: Digest;
+  mediaType: string;
+  bytes: Buffer;
+}
+
+export interface PutResult {
+  digest: Digest;
+  /** True when the tag already pointed at the same manifest (an idempotent re-push). */
+  unchanged: boolean;
+  parsed: ParsedManifest;
+}
+
+export class ManifestStore {
+  readonly driver: StorageDriver;
+  readonly blobs: BlobStore;
+  constructor(driver: StorageDriver, blobs: BlobStore) {
+    this.driver = driver;
+    this.blobs = blobs;
+  }
+
+  async resolveTag(repo: string, tag: string): Promise<Digest | undefined> {
+    try {
+      const link = (await this.driver.getContent(paths.tagLink(repo, tag))).toString('utf8').trim();
+      return isDigest(link) ? link : undefined;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  /** `reference` is a tag or a digest. */
+  async get(repo: string, reference: string): Promise<StoredManifest> {
+    const digest = isDigest(reference) ? reference : await this.resolveTag(repo, reference);
+    if (!digest) throw new OciError('MANIFEST_UNKNOWN', `manifest unknown: ${repo}:${reference}`, { reference });
+    let link: string;
+    try {
+      link = (await this.driver.getContent(paths.manifestRevisionLink(repo, digest))).toString('utf8');
+    } catch (err) {
+      if (isNotFound(err)) throw new OciError('MANIFEST_UNKNOWN', `manifest unknown: ${repo}@${digest}`, { reference });
+      throw err;
+    }
+    const mediaType = link.split('\n')[1] ?? '';
+    const bytes = await this.blobs.getContent(digest);
+    return { digest, mediaType, bytes };
+  }
+
+  async exists(repo: string, digest: Digest): Promise<boolean> {
+    try {
+      await this.driver.stat(paths.manifestRevisionLink(repo, digest));
+      return true;
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw err;
+    }
+  }
+
+  async put(repo: string, reference: string, bytes: Buffer, contentType: string | undefined): Promise<PutResult> {
+    if (bytes.length > MAX_MANIFEST_SIZE) throw new OciError('MANIFEST_TOO_LARGE', `manifest exceeds ${MAX_MANIFEST_SIZE} bytes`, undefined, 413);
+    const digest = sha256(bytes);
+    const byDigest = isDigest(reference);
+    if (byDigest && reference !== digest) throw new OciError('DIGEST_INVALID', 'manifest digest does not match the reference', { reference, actual: digest });
+    if (!byDigest && !TAG.test(reference)) throw new OciError('TAG_INVALID', `invalid tag ${JSON.stringify(reference)}`);
+    const parsed = parseManifest(bytes, contentType);
+    if ('error' in parsed) throw new OciError('MANIFEST_INVALID', `manifest invalid: ${parsed.error}`);
+    await this.checkReferences(repo, parsed);
+
+    // A version that exists keeps its content: checked before writing anything.
+    if (!byDigest && isVersionTag(reference)) {
+      const current = await this.resolveTag(repo, reference);
+      if (current === digest) return { digest, unchanged: true, parsed };
+      if (current) throw immutable(repo, reference, current, digest);
+    }
+    await this.blobs.putContent(digest, bytes);
+    await this.driver.putContent(paths.manifestRevisionLink(repo, digest), Buffer.from(`${digest}\n${parsed.mediaType}`));
+    const subject = parsed.manifest.subject;
+    if (subject && isDigest(subject.digest)) await this.driver.putContent(paths.referrerLink(repo, subject.digest, digest), Buffer.from(digest));
+    if (!byDigest) {
+      if (isVersionTag(reference)) {
+        const created = await this.driver.putContent(paths.tagLink(repo, reference), Buffer.from(digest), { ifNotExists: true });
+        if (!created) {
+          const winner = await this.resolveTag(repo, reference);
+          if (winner !== digest) throw immutable(repo, reference, winner, digest);
+          return { digest, unchanged: true, parsed };
+        }
+      } else {
+        await this.driver.putContent(paths.tagLink(repo, reference), Buffer.from(digest));
+      }
+    }
+    return { digest, unchanged: false, parsed };
+  }
+
+  private async checkReferences(repo: string, parsed: ParsedManifest): Promise<void> {
+    if (parsed.kind === 'image') {
+      const { config, layers } = parsed.manifest;
+      const all = [config, ...layers.filter((l) => !l.urls?.length)];
+      const missing: string[] = [];
+      await Promise.all(
+        all.map(async (d) => {
+          if (!isDigest(d.digest) || !(await this.blobs.isLinked(repo, d.digest)) || !(await this.blobs.statGlobal(d.digest))) missing.push(d.digest);
+        }),
+      );
+      if (missing.length) throw new OciError('MANIFEST_BLOB_UNKNOWN', `manifest names blobs the repository does not have: ${missing.join(', ')}`, { digests: missing });
+      return;
+    }
+    const missing: string[] = [];
+    await Promise.all(
+      parsed.manifest.manifests.map(async (d) => {
+        if (!isDigest(d.digest) || !(await this.exists(repo, d.digest))) missing.push(d.digest);
+      }),
+    );
+    if (missing.length) throw new OciError('MANIFEST_BLOB_UNKNOWN', `index names manifests the repository does not have: ${missing.join(', ')}`, { digests: missing });
+  }
+
+  async deleteTag(repo: string, tag: string): Promise<void> {
+    if (!(await this.resolveTag(repo, tag))) throw new OciError('MANIFEST_UNKNOWN', `tag unknown: ${repo}:${tag}`);
+    await this.driver.delete(paths.tagDir(repo, tag));
+  }
+
+  /** Deletes a manifest revision and every tag pointing at it. */
+  async deleteDigest(repo: string, digest: Digest): Promise<string[]> {
+    if (!(await this.exists(repo, digest))) throw new OciError('MANIFEST_UNKNOWN', `manifest unknown: ${repo}@${digest}`);
+    const removedTags: string[] = [];
+    for (const tag of await this.tags(repo)) {
+      if ((await this.resolveTag(repo, tag)) === digest) {
+        await this.driver.delete(paths.tagDir(repo, tag));
+        removedTags.push(tag);
+      }
+    }
+    await this.driver.delete(paths.manifestRevisionLink(repo, digest).replace(/\/link$/, ''));
+    return removedTags;
+  }
+
+  /** Tag names, sorted. Listing is for enumeration only; lookups never depend on it. */
+  async tags(repo: string): Promise<string[]> {
+    try {
+      const children = await this.driver.list(paths.tags(repo));
+      return children.map((p) => p.slice(p.lastIndexOf('/') + 1)).sort();
+    } catch (err) {
+      if (isNotFound(err)) return [];
+      throw err;
+    }
+  }
+
+  async referrers(repo: string, subject: Digest): Promise<Digest[]> {
+    const out: Digest[] = [];
+    try {
+      await this.driver.walk(paths.referrers(repo, subject), (info) => {
+        const m = /\/sha256\/([a-f0-9]{64})\/link$/.exec(info.path);
+        if (m) out.push(`sha256:${m[1]}`);
+      });
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+    return out.sort();
+  }
+}
+
+function immutable(repo: string, version: string, current: Digest | undefined, pushed: Digest): OciError {
+  return new OciError('TAG_IMMUTABLE', `${repo}:${version} is a published version and cannot change; publish a new version`, { current, pushed });
+}
