@@ -9,5 +9,7 @@ export default defineConfig({
     testTimeout: 600_000,
     hookTimeout: 600_000,
     reporters: ['default'],
+    // One throwaway Ceph RGW (S3) for the run, when a test file needs it: test/services/s3-env.ts.
+    globalSetup: ['test/global-setup.ts'],
   },
 });

@@ -10,6 +10,9 @@ APT_PACKAGES=(
   debootstrap mmdebstrap dnf rpm createrepo-c zstd xz-utils gzip tar attr util-linux
   # tests: RPM fixture repository and OCI clients
   rpm2cpio busybox-static skopeo
+  # tests: a throwaway Ceph RGW as the S3 server (test/services/rgw.ts); ceph-common has the
+  # ceph, ceph-authtool and radosgw-admin CLIs
+  radosgw ceph-mon ceph-osd ceph-common
   ca-certificates curl
 )
 

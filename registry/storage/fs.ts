@@ -1,0 +1,435 @@
+// The embedded default storage driver: a directory tree under `root`.
+//
+// Every change is atomic. New content is written to a temp file, fsynced, and renamed into
+// place (rename replaces atomically); a create-only putContent links the temp file to the
+// target instead, so exactly one of several concurrent writers wins (link fails with EEXIST
+// for the others). Temp files live in one directory at the root whose name is outside the path
+// grammar (`.~tmp`), so they never show in list or walk, and a writer that is cancelled or dies
+// leaves nothing under the tree (not even an empty parent directory: parents are created at
+// commit). Deleting a directory first renames it into the temp dir (it disappears at once) and
+// then removes it. Empty parent directories are pruned after delete and move, so a directory
+// exists exactly while something is below it, as on S3; writers that race with the pruning
+// retry their rename.
+import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { link, mkdir, open, readdir, readFile, rename, rm, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { dirname, join, resolve, sep } from 'node:path';
+import { Readable } from 'node:stream';
+import {
+  checkDirPath,
+  checkPath,
+  InvalidOffsetError,
+  isPathComponent,
+  PathNotFoundError,
+  type FileInfo,
+  type FileWriter,
+  type StorageDriver,
+} from './driver.ts';
+
+export interface FsDriverOptions {
+  /** Directory holding the store; created if missing. */
+  root: string;
+}
+
+const TMP_DIR = '.~tmp';
+
+function errno(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | undefined)?.code;
+}
+
+const notFoundCodes = new Set(['ENOENT', 'ENOTDIR']);
+
+export class FsDriver implements StorageDriver {
+  readonly name = 'filesystem';
+  readonly root: string;
+  private readonly tmp: string;
+  private ready: Promise<void> | undefined;
+
+  constructor(opts: FsDriverOptions) {
+    this.root = resolve(opts.root);
+    this.tmp = join(this.root, TMP_DIR);
+  }
+
+  private init(): Promise<void> {
+    this.ready ??= mkdir(this.tmp, { recursive: true }).then(
+      () => undefined,
+      (err: unknown) => {
+        this.ready = undefined;
+        throw err;
+      },
+    );
+    return this.ready;
+  }
+
+  /** The file system path of a storage path (checked, confined to the root). */
+  private full(path: string, dir = false): string {
+    (dir ? checkDirPath : checkPath)(path);
+    if (path === '/') return this.root;
+    const p = resolve(this.root, `.${path}`);
+    if (!p.startsWith(this.root + sep)) throw new PathNotFoundError(path);
+    return p;
+  }
+
+  private async tempFile(): Promise<{ path: string; fh: FileHandle }> {
+    await this.init();
+    const path = join(this.tmp, `${Date.now()}-${randomBytes(8).toString('hex')}`);
+    return { path, fh: await open(path, 'wx', 0o644) };
+  }
+
+  /** Creates the parents of `file` and fsyncs the directories that were new. */
+  private async makeParents(file: string): Promise<void> {
+    const parent = dirname(file);
+    const made = await mkdir(parent, { recursive: true });
+    if (!made) return;
+    // Directories from `made` down to `parent` are new: their entries live in their parents.
+    for (let d = parent; ; d = dirname(d)) {
+      await fsyncDir(dirname(d));
+      if (d === made || d.length <= this.root.length) break;
+    }
+  }
+
+  /** Runs a rename/link into `dest`, recreating parents if a concurrent prune removed them. */
+  private async place(dest: string, op: () => Promise<void>): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      await this.makeParents(dest);
+      try {
+        await op();
+        return;
+      } catch (err) {
+        if (errno(err) !== 'ENOENT' || attempt >= 5) throw err;
+      }
+    }
+  }
+
+  /** Removes empty directories from dirname(file) up to (not including) the root. */
+  private async prune(file: string): Promise<void> {
+    for (let d = dirname(file); d.length > this.root.length && d.startsWith(this.root + sep); d = dirname(d)) {
+      try {
+        await rmdir(d);
+      } catch {
+        return; // not empty (or already gone): stop
+      }
+    }
+  }
+
+  async getContent(path: string): Promise<Buffer> {
+    const p = this.full(path);
+    try {
+      return await readFile(p);
+    } catch (err) {
+      if (notFoundCodes.has(errno(err) ?? '') || errno(err) === 'EISDIR') throw new PathNotFoundError(path);
+      throw err;
+    }
+  }
+
+  async putContent(path: string, content: Buffer, opts: { ifNotExists?: boolean } = {}): Promise<boolean> {
+    const p = this.full(path);
+    const tmp = await this.tempFile();
+    try {
+      try {
+        await tmp.fh.writeFile(content);
+        await tmp.fh.sync();
+      } finally {
+        await tmp.fh.close();
+      }
+      if (opts.ifNotExists) {
+        try {
+          await this.place(p, () => link(tmp.path, p));
+        } catch (err) {
+          if (errno(err) === 'EEXIST') return false;
+          throw err;
+        }
+      } else {
+        await this.place(p, () => rename(tmp.path, p));
+      }
+      await fsyncDir(dirname(p));
+      return true;
+    } finally {
+      await unlink(tmp.path).catch(() => {});
+    }
+  }
+
+  async reader(path: string, offset = 0, length?: number): Promise<Readable> {
+    const p = this.full(path);
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidOffsetError(path, offset);
+    if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) throw new RangeError(`invalid length ${length} for ${path}`);
+    let fh: FileHandle;
+    try {
+      fh = await open(p, 'r');
+    } catch (err) {
+      if (notFoundCodes.has(errno(err) ?? '')) throw new PathNotFoundError(path);
+      throw err;
+    }
+    try {
+      const st = await fh.stat();
+      if (st.isDirectory()) throw new PathNotFoundError(path);
+      if (offset > st.size) throw new InvalidOffsetError(path, offset);
+      const end = length === undefined ? st.size : Math.min(st.size, offset + length);
+      if (end <= offset) {
+        await fh.close();
+        return Readable.from([]);
+      }
+      return createReadStream('', { fd: fh, start: offset, end: end - 1, autoClose: true });
+    } catch (err) {
+      await fh.close();
+      throw err;
+    }
+  }
+
+  async writer(path: string): Promise<FileWriter> {
+    const p = this.full(path);
+    const tmp = await this.tempFile();
+    return new FsWriter(this, p, tmp.path, tmp.fh);
+  }
+
+  /** @internal the writer's commit: rename into place. */
+  async commitTemp(tmpPath: string, dest: string): Promise<void> {
+    await this.place(dest, () => rename(tmpPath, dest));
+    await fsyncDir(dirname(dest));
+  }
+
+  async stat(path: string): Promise<FileInfo> {
+    const p = this.full(path, true);
+    try {
+      const st = await stat(p);
+      const isDir = st.isDirectory();
+      return { path, size: isDir ? 0 : st.size, modTime: st.mtime, isDir };
+    } catch (err) {
+      if (notFoundCodes.has(errno(err) ?? '')) throw new PathNotFoundError(path);
+      throw err;
+    }
+  }
+
+  async list(path: string): Promise<string[]> {
+    const p = this.full(path, true);
+    let names: string[];
+    try {
+      names = await readdir(p);
+    } catch (err) {
+      if (notFoundCodes.has(errno(err) ?? '')) {
+        if (path === '/') return [];
+        throw new PathNotFoundError(path);
+      }
+      throw err;
+    }
+    const base = path === '/' ? '' : path;
+    return names
+      .filter(isPathComponent)
+      .sort()
+      .map((n) => `${base}/${n}`);
+  }
+
+  async move(source: string, dest: string): Promise<void> {
+    const s = this.full(source);
+    const d = this.full(dest);
+    let st;
+    try {
+      st = await stat(s);
+    } catch (err) {
+      if (notFoundCodes.has(errno(err) ?? '')) throw new PathNotFoundError(source);
+      throw err;
+    }
+    if (st.isDirectory()) throw new PathNotFoundError(source);
+    if (s === d) return;
+    await this.place(d, async () => {
+      try {
+        await rename(s, d);
+      } catch (err) {
+        // ENOENT from a vanished source is not a pruned destination parent.
+        if (errno(err) === 'ENOENT' && !(await exists(s))) throw new PathNotFoundError(source);
+        throw err;
+      }
+    });
+    await fsyncDir(dirname(d));
+    if (dirname(s) !== dirname(d)) await fsyncDir(dirname(s)).catch(() => {});
+    await this.prune(s);
+  }
+
+  async delete(path: string): Promise<void> {
+    const p = this.full(path);
+    let st;
+    try {
+      st = await stat(p);
+    } catch (err) {
+      if (notFoundCodes.has(errno(err) ?? '')) throw new PathNotFoundError(path);
+      throw err;
+    }
+    if (st.isDirectory()) {
+      // Disappear at once, then remove at leisure.
+      await this.init();
+      const trash = join(this.tmp, `${Date.now()}-${randomBytes(8).toString('hex')}.del`);
+      try {
+        await rename(p, trash);
+      } catch (err) {
+        if (notFoundCodes.has(errno(err) ?? '')) throw new PathNotFoundError(path);
+        throw err;
+      }
+      await fsyncDir(dirname(p)).catch(() => {});
+      await rm(trash, { recursive: true, force: true });
+    } else {
+      try {
+        await unlink(p);
+      } catch (err) {
+        if (notFoundCodes.has(errno(err) ?? '')) throw new PathNotFoundError(path);
+        throw err;
+      }
+      await fsyncDir(dirname(p)).catch(() => {});
+    }
+    await this.prune(p);
+  }
+
+  async redirectURL(path: string): Promise<string | undefined> {
+    checkPath(path);
+    return undefined;
+  }
+
+  async walk(path: string, fn: (info: FileInfo) => Promise<void> | void): Promise<void> {
+    const p = this.full(path, true);
+    const base = path === '/' ? '' : path;
+    const visit = async (dir: string, prefix: string, top: boolean): Promise<void> => {
+      let entries;
+      try {
+        entries = await readdir(dir, { withFileTypes: true });
+      } catch (err) {
+        if (notFoundCodes.has(errno(err) ?? '')) {
+          if (top && path !== '/') throw new PathNotFoundError(path);
+          return; // root of an empty store, or removed while walking
+        }
+        throw err;
+      }
+      entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      for (const e of entries) {
+        if (!isPathComponent(e.name)) continue;
+        const child = `${prefix}/${e.name}`;
+        const full = join(dir, e.name);
+        if (e.isDirectory()) {
+          await visit(full, child, false);
+        } else if (e.isFile()) {
+          let st;
+          try {
+            st = await stat(full);
+          } catch (err) {
+            if (notFoundCodes.has(errno(err) ?? '')) continue; // deleted meanwhile
+            throw err;
+          }
+          await fn({ path: child, size: st.size, modTime: st.mtime, isDir: false });
+        }
+      }
+    };
+    await visit(p, base, true);
+  }
+
+  async abortStaleUploads(olderThan: Date): Promise<number> {
+    await this.init();
+    let n = 0;
+    for (const name of await readdir(this.tmp)) {
+      const full = join(this.tmp, name);
+      try {
+        const st = await stat(full);
+        if (st.mtime >= olderThan) continue;
+        await rm(full, { recursive: true, force: true });
+        n++;
+      } catch (err) {
+        if (!notFoundCodes.has(errno(err) ?? '')) throw err;
+      }
+    }
+    return n;
+  }
+}
+
+class FsWriter implements FileWriter {
+  private readonly driver: FsDriver;
+  private readonly dest: string;
+  private readonly tmpPath: string;
+  private readonly fh: FileHandle;
+  private written = 0;
+  private state: 'open' | 'committed' | 'cancelled' | 'failed' = 'open';
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(driver: FsDriver, dest: string, tmpPath: string, fh: FileHandle) {
+    this.driver = driver;
+    this.dest = dest;
+    this.tmpPath = tmpPath;
+    this.fh = fh;
+  }
+
+  get size(): number {
+    return this.written;
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn);
+    this.queue = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  private checkOpen(): void {
+    if (this.state !== 'open') throw new Error(`writer for ${this.dest} is ${this.state}`);
+  }
+
+  write(chunk: Buffer): Promise<void> {
+    return this.serial(async () => {
+      this.checkOpen();
+      try {
+        let off = 0;
+        while (off < chunk.length) {
+          const { bytesWritten } = await this.fh.write(chunk, off, chunk.length - off);
+          off += bytesWritten;
+        }
+        this.written += chunk.length;
+      } catch (err) {
+        await this.discard('failed');
+        throw err;
+      }
+    });
+  }
+
+  commit(): Promise<void> {
+    return this.serial(async () => {
+      this.checkOpen();
+      try {
+        await this.fh.sync();
+        await this.fh.close();
+        await this.driver.commitTemp(this.tmpPath, this.dest);
+        this.state = 'committed';
+      } catch (err) {
+        await this.discard('failed');
+        throw err;
+      }
+    });
+  }
+
+  cancel(): Promise<void> {
+    return this.serial(async () => {
+      if (this.state !== 'open') return;
+      await this.discard('cancelled');
+    });
+  }
+
+  private async discard(state: 'cancelled' | 'failed'): Promise<void> {
+    this.state = state;
+    await this.fh.close().catch(() => {});
+    await unlink(this.tmpPath).catch(() => {});
+  }
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await stat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}

@@ -1,0 +1,64 @@
+// The shared driver suite against the fs driver, plus what only a file system shows: temp files
+// out of sight, confinement to the root, stale temp files removed.
+import { mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { FsDriver } from '../../registry/storage/fs.ts';
+import { driverSuite } from './driver-suite.ts';
+
+async function makeFs() {
+  const root = await mkdtemp(join(tmpdir(), 'vztpl-fsdriver-'));
+  return { root, driver: new FsDriver({ root }), cleanup: () => rm(root, { recursive: true, force: true }) };
+}
+
+driverSuite('fs', makeFs);
+
+describe('fs driver specifics', () => {
+  it('keeps temp files in one hidden directory and leaves none behind', async () => {
+    const { root, driver, cleanup } = await makeFs();
+    try {
+      const w = await driver.writer('/a/b');
+      await w.write(Buffer.from('x'));
+      expect(await readdir(root)).toEqual(['.~tmp']); // no /a before commit
+      expect((await readdir(join(root, '.~tmp'))).length).toBe(1);
+      await w.commit();
+      await driver.putContent('/a/c', Buffer.from('y'), { ifNotExists: true });
+      await driver.putContent('/a/c', Buffer.from('z'), { ifNotExists: true });
+      await driver.delete('/a');
+      expect(await readdir(join(root, '.~tmp'))).toEqual([]);
+      expect(await driver.list('/')).toEqual([]);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('stays inside its root', async () => {
+    const { root, driver, cleanup } = await makeFs();
+    try {
+      await driver.putContent('/x', Buffer.from('in'));
+      expect((await stat(join(root, 'x'))).size).toBe(2);
+      await expect(driver.getContent('/../etc/passwd')).rejects.toThrow(/invalid storage path/);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('abortStaleUploads removes temp files older than the cutoff only', async () => {
+    const { root, driver, cleanup } = await makeFs();
+    try {
+      await driver.putContent('/warm', Buffer.from('up')); // creates the temp dir
+      const old = join(root, '.~tmp', 'crashed-writer');
+      await writeFile(old, 'partial');
+      const past = new Date(Date.now() - 2 * 3_600_000);
+      await utimes(old, past, past);
+      const w = await driver.writer('/live');
+      await w.write(Buffer.from('live'));
+      expect(await driver.abortStaleUploads(new Date(Date.now() - 3_600_000))).toBe(1);
+      await w.commit();
+      expect((await driver.getContent('/live')).toString()).toBe('live');
+    } finally {
+      await cleanup();
+    }
+  });
+});
