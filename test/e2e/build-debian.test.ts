@@ -3,7 +3,7 @@
 // is shared with the other build tests (test/helpers/build-env.ts), so a warm run downloads
 // nothing and rebuilds the bootstrap layer only where a test asks for it (--refresh, --no-cache).
 // Needs root, mmdebstrap, skopeo, getfattr/setfattr and network access to the Debian mirror.
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { lstat, mkdir, readdir, readFile, readlink, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -79,6 +79,12 @@ const MAIN_RECIPE = recipe(EDIT_STEP, COPY_STEP);
 const STEP_TITLES = ['bootstrap mmdebstrap bookworm (minbase)', 'install netbase', 'edit the base', 'copy files/hello.txt to /etc/vztpl-hello.txt'];
 
 const cachedFlags = (events: Event[]) => stepDones(events).map((e) => e.cached);
+
+/**
+ * The cache outlives a run: a step this run must see rerun carries this run's id, or the
+ * previous run's entry would serve it.
+ */
+const RUN_ID = randomBytes(6).toString('hex');
 
 describe.skipIf(!isRoot || !findProgram('mmdebstrap') || !findProgram('skopeo'))('vztpl build: a Debian 12 template', () => {
   let work: string;
@@ -285,7 +291,7 @@ describe.skipIf(!isRoot || !findProgram('mmdebstrap') || !findProgram('skopeo'))
     it('reruns only from the changed step on', async () => {
       // Same recipe text, another copy source: only the copy step's input changed.
       const dir = join(work, 'recipe-changed');
-      await writeFiles(dir, { 'recipe.yaml': MAIN_RECIPE, 'files/hello.txt': 'changed content\n' });
+      await writeFiles(dir, { 'recipe.yaml': MAIN_RECIPE, 'files/hello.txt': `changed content ${RUN_ID}\n` });
       const changed = await cliBuild(join(dir, 'recipe.yaml'), join(work, 'out-changed'));
       expect(cachedFlags(changed.events)).toEqual([true, true, true, false]);
       const before = stepDones(events1).map((e) => e.digest);
@@ -296,7 +302,7 @@ describe.skipIf(!isRoot || !findProgram('mmdebstrap') || !findProgram('skopeo'))
 
       // A changed run step reruns itself and everything after it.
       const dir2 = join(work, 'recipe-run-changed');
-      await writeFiles(dir2, { 'recipe.yaml': recipe([...EDIT_STEP, '      echo one more line > /opt/vztpl-test/c'], COPY_STEP), 'files/hello.txt': 'hello from the recipe\n' });
+      await writeFiles(dir2, { 'recipe.yaml': recipe([...EDIT_STEP, `      echo ${RUN_ID} > /opt/vztpl-test/c`], COPY_STEP), 'files/hello.txt': 'hello from the recipe\n' });
       const runChanged = await cliBuild(join(dir2, 'recipe.yaml'), join(work, 'out-run-changed'));
       expect(cachedFlags(runChanged.events)).toEqual([true, true, false, false]);
     });
@@ -320,7 +326,7 @@ describe.skipIf(!isRoot || !findProgram('mmdebstrap') || !findProgram('skopeo'))
 
     it('--no-cache uses its fresh results, not stale cache entries (a step with random output)', async () => {
       const dir = join(work, 'recipe-random');
-      const random = ['  - name: random', '    run: cat /proc/sys/kernel/random/uuid > /etc/vztpl-random'];
+      const random = ['  - name: random', `    run: echo ${RUN_ID} > /etc/vztpl-run && cat /proc/sys/kernel/random/uuid > /etc/vztpl-random`];
       await writeFiles(dir, { 'recipe.yaml': recipe(EDIT_STEP, COPY_STEP, random), 'files/hello.txt': 'hello from the recipe\n' });
       const file = join(dir, 'recipe.yaml');
       const cached = await cliBuild(file, join(work, 'out-random-1'));
