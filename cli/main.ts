@@ -14,6 +14,7 @@ const COMMANDS: Record<string, Command> = {
   inspect: { summary: "show a built template's layers, sizes, labels and packages", load: () => import('./commands/inspect.ts') },
   push: { summary: 'publish a built template to a registry as a version', load: () => import('./commands/push.ts') },
   serve: { summary: 'run the template registry (OCI Distribution API + template catalog)', load: () => import('./commands/serve.ts') },
+  gc: { summary: "delete a registry's unreferenced blobs and stale uploads, while it serves", load: () => import('./commands/gc.ts') },
   export: { summary: 'flatten a template into one tarball for existing hosts (.tar.gz, .tar.xz, .tar.zst)', load: () => import('./commands/export.ts') },
 };
 

@@ -7,6 +7,7 @@ import { MediaType } from '../../format/oci.ts';
 import { OciError } from '../errors.ts';
 import type { Registry } from '../registry.ts';
 import { MAX_MANIFEST_SIZE } from '../store/manifests.ts';
+import { TAG } from '../store/paths.ts';
 import { InvalidOffsetError } from '../storage/driver.ts';
 
 export interface V2Options {
@@ -123,6 +124,10 @@ export async function v2Routes(app: FastifyInstance, opts: V2Options): Promise<v
       const route = matchRoute(tail);
       if (!route) throw new OciError('UNSUPPORTED', `no such endpoint: ${req.method} /v2/${tail}`, undefined, 404);
       if ('repo' in route) registry.checkName(route.repo);
+      // A reference that is neither a digest nor a tag never reaches storage (it would be a path).
+      if (route.kind === 'manifest' && !isDigest(route.reference) && !TAG.test(route.reference)) {
+        throw new OciError('TAG_INVALID', `invalid tag ${JSON.stringify(route.reference)}`);
+      }
       const key = `${req.method} ${route.kind}`;
       switch (key) {
         case 'GET base':
@@ -186,8 +191,9 @@ export async function v2Routes(app: FastifyInstance, opts: V2Options): Promise<v
   async function putManifest(req: FastifyRequest, reply: FastifyReply, route: { repo: string; reference: string }) {
     const bytes = await readBody(req, MAX_MANIFEST_SIZE);
     const contentType = req.headers['content-type']?.split(';')[0]?.trim();
-    const result = await registry.manifests.put(route.repo, route.reference, bytes, contentType);
+    // Registered first: garbage collection marks from the repositories it can enumerate.
     await registry.registerRepository(route.repo);
+    const result = await registry.manifests.put(route.repo, route.reference, bytes, contentType);
     if (!isDigest(route.reference) && opts.onManifestPut) await opts.onManifestPut(route.repo, route.reference, result.digest, req);
     if (result.parsed.manifest.subject) reply.header('OCI-Subject', result.parsed.manifest.subject.digest);
     return reply.code(201).header('Location', `/v2/${route.repo}/manifests/${result.digest}`).header('Docker-Content-Digest', result.digest).send();
@@ -249,14 +255,18 @@ export async function v2Routes(app: FastifyInstance, opts: V2Options): Promise<v
         return reply.code(201).header('Location', `/v2/${route.repo}/blobs/${digest}`).header('Docker-Content-Digest', digest).send();
       }
     }
+    // A malformed digest is refused before anything is written.
+    const digest = q.digest === undefined ? undefined : requireDigest(q.digest, 'upload');
     const state = await registry.uploads.start(route.repo);
-    if (q.digest !== undefined) {
-      const digest = requireDigest(q.digest, 'upload');
-      const filled = await registry.uploads.append(state, req.raw, undefined, contentLength(req));
-      await registry.uploads.complete(filled, digest).catch(async (err) => {
-        await registry.uploads.cancel(filled);
+    if (digest) {
+      // One request, one session: whatever fails (a wrong digest, a body cut off), the session goes.
+      try {
+        const filled = await registry.uploads.append(state, req.raw, undefined, contentLength(req));
+        await registry.uploads.complete(filled, digest);
+      } catch (err) {
+        await registry.uploads.cancel(state).catch(() => undefined);
         throw err;
-      });
+      }
       return reply.code(201).header('Location', `/v2/${route.repo}/blobs/${digest}`).header('Docker-Content-Digest', digest).send();
     }
     return uploadHeaders(reply.code(202), route.repo, state.id, 0).send();
@@ -267,25 +277,45 @@ export async function v2Routes(app: FastifyInstance, opts: V2Options): Promise<v
     return uploadHeaders(reply.code(204), route.repo, state.id, state.size).send();
   }
 
-  function contentRangeStart(req: FastifyRequest): number | undefined {
+  /**
+   * The chunk a PATCH or PUT carries: where it starts (Content-Range, checked against the upload
+   * by append) and how long it is. A Content-Range whose length is not the Content-Length is
+   * SIZE_INVALID, before anything is appended.
+   */
+  function chunkOf(req: FastifyRequest): { start?: number; length?: number } {
+    const declared = contentLength(req);
     const header = req.headers['content-range'];
-    if (!header) return undefined;
+    if (!header) return { length: declared };
     const m = /^(?:bytes[ =])?(\d+)-(\d+)(?:\/\d+|\/\*)?$/.exec(header.trim());
     if (!m) throw new OciError('RANGE_INVALID', `invalid Content-Range ${header}`, undefined, 416);
-    return Number(m[1]);
+    const start = Number(m[1]);
+    const end = Number(m[2]);
+    if (end < start) throw new OciError('RANGE_INVALID', `invalid Content-Range ${header}`, undefined, 416);
+    const length = end - start + 1;
+    if (declared !== undefined && declared !== length) {
+      throw new OciError('SIZE_INVALID', `Content-Range ${header} is ${length} bytes, Content-Length says ${declared}`);
+    }
+    return { start, length };
   }
 
   async function patchUpload(req: FastifyRequest, reply: FastifyReply, route: { repo: string; id: string }) {
+    const chunk = chunkOf(req);
     const state = await registry.uploads.state(route.repo, route.id);
-    const next = await registry.uploads.append(state, req.raw as Readable, contentRangeStart(req), contentLength(req));
+    const next = await registry.uploads.append(state, req.raw as Readable, chunk.start, chunk.length);
     return uploadHeaders(reply.code(202), route.repo, next.id, next.size).send();
   }
 
   async function putUpload(req: FastifyRequest, reply: FastifyReply, route: { repo: string; id: string }) {
     const digest = requireDigest(query(req).digest, 'upload');
+    const chunk = chunkOf(req);
     const state = await registry.uploads.state(route.repo, route.id);
-    const filled = await registry.uploads.append(state, req.raw as Readable, contentRangeStart(req), contentLength(req));
-    await registry.uploads.complete(filled, digest);
+    const filled = await registry.uploads.append(state, req.raw as Readable, chunk.start, chunk.length);
+    await registry.uploads.complete(filled, digest).catch(async (err: unknown) => {
+      // Content that is not what the client said it is: the session is of no further use and
+      // goes, as in CNCF Distribution. Storage failures keep it, so the client may try again.
+      if (err instanceof OciError) await registry.uploads.cancel(filled).catch(() => undefined);
+      throw err;
+    });
     return reply.code(201).header('Location', `/v2/${route.repo}/blobs/${digest}`).header('Docker-Content-Digest', digest).send();
   }
 
@@ -308,7 +338,9 @@ export async function v2Routes(app: FastifyInstance, opts: V2Options): Promise<v
       manifests.push({ mediaType: m.mediaType, digest, size: m.bytes.length, ...(artifactType ? { artifactType } : {}), ...(parsed.annotations ? { annotations: parsed.annotations } : {}) });
     }
     if (filter) reply.header('OCI-Filters-Applied', 'artifactType');
-    return reply.header('Content-Type', MediaType.index).send({ schemaVersion: 2, mediaType: MediaType.index, manifests });
+    // Serialised here: for an object fastify would append '; charset=utf-8' to the media type,
+    // and the spec (and its conformance tests) want exactly the index media type.
+    return reply.header('Content-Type', MediaType.index).send(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.index, manifests }));
   }
 }
 

@@ -91,12 +91,15 @@ export class FsDriver implements StorageDriver {
   /** Runs a rename/link into `dest`, recreating parents if a concurrent prune removed them. */
   private async place(dest: string, op: () => Promise<void>): Promise<void> {
     for (let attempt = 0; ; attempt++) {
-      await this.makeParents(dest);
       try {
+        await this.makeParents(dest);
         await op();
         return;
       } catch (err) {
-        if (errno(err) !== 'ENOENT' || attempt >= 5) throw err;
+        // A concurrent prune can remove a parent between mkdir and rename, or in the middle of
+        // a recursive mkdir (which then reports ENOTDIR): create the parents again.
+        const code = errno(err);
+        if ((code !== 'ENOENT' && code !== 'ENOTDIR') || attempt >= 20) throw err;
       }
     }
   }

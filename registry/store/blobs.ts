@@ -21,8 +21,17 @@ export class BlobStore {
     this.driver = driver;
   }
 
-  /** Size of the blob in global storage, or undefined. */
+  /**
+   * Size of the blob in global storage, or undefined. A blob that garbage collection set aside
+   * is moved back first: whoever needs a blob keeps it alive (see registry/gc.ts).
+   */
   async statGlobal(digest: Digest): Promise<BlobInfo | undefined> {
+    const found = await this.statData(digest);
+    if (found || !(await this.restore(digest))) return found;
+    return this.statData(digest);
+  }
+
+  private async statData(digest: Digest): Promise<BlobInfo | undefined> {
     try {
       const info = await this.driver.stat(paths.blobData(digest));
       return { digest, size: info.size };
@@ -30,6 +39,18 @@ export class BlobStore {
       if (isNotFound(err)) return undefined;
       throw err;
     }
+  }
+
+  /** Moves a blob back from the trash; false if it is not there. */
+  async restore(digest: Digest): Promise<boolean> {
+    try {
+      await this.driver.move(paths.trashData(digest), paths.blobData(digest));
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw err;
+    }
+    await this.driver.delete(paths.trashEntry(digest)).catch(() => undefined);
+    return true;
   }
 
   async isLinked(repo: string, digest: Digest): Promise<boolean> {

@@ -85,7 +85,18 @@ export class ManifestStore {
       if (current) throw immutable(repo, reference, current, digest);
     }
     await this.blobs.putContent(digest, bytes);
+    const hadRevision = await this.exists(repo, digest);
     await this.driver.putContent(paths.manifestRevisionLink(repo, digest), Buffer.from(`${digest}\n${parsed.mediaType}`));
+    // Check again now that the revision is visible to garbage collection: a blob it set aside
+    // meanwhile is restored here, or, if already deleted, the revision is withdrawn.
+    try {
+      await this.checkReferences(repo, parsed);
+      // The manifest's own bytes too: restored from the trash, or written again.
+      await this.blobs.putContent(digest, bytes);
+    } catch (err) {
+      if (!hadRevision) await this.driver.delete(paths.manifestRevisionLink(repo, digest).replace(/\/link$/, '')).catch(() => undefined);
+      throw err;
+    }
     const subject = parsed.manifest.subject;
     if (subject && isDigest(subject.digest)) await this.driver.putContent(paths.referrerLink(repo, subject.digest, digest), Buffer.from(digest));
     if (!byDigest) {

@@ -28,6 +28,11 @@ export const paths = {
   uploadState: (repo: string, id: string) => `${ROOT}/repositories/${repo}/_uploads/${id}/state`,
   uploadChunk: (repo: string, id: string, n: number) => `${ROOT}/repositories/${repo}/_uploads/${id}/chunk-${String(n).padStart(6, '0')}`,
   uploads: (repo: string) => `${ROOT}/repositories/${repo}/_uploads`,
+  /** Blobs garbage collection set aside; restored by anyone who needs them, deleted later. */
+  trashData: (digest: Digest) => `${ROOT}/_trash/${hexPath(digest)}/data`,
+  trashMark: (digest: Digest) => `${ROOT}/_trash/${hexPath(digest)}/trashed-at`,
+  trashEntry: (digest: Digest) => `${ROOT}/_trash/${hexPath(digest)}`,
+  trashRoot: () => `${ROOT}/_trash`,
 };
 
 /** OCI repository names: path components of [a-z0-9] separated by . _ __ or -, joined by '/'. */
