@@ -338,9 +338,10 @@ export async function v2Routes(app: FastifyInstance, opts: V2Options): Promise<v
       manifests.push({ mediaType: m.mediaType, digest, size: m.bytes.length, ...(artifactType ? { artifactType } : {}), ...(parsed.annotations ? { annotations: parsed.annotations } : {}) });
     }
     if (filter) reply.header('OCI-Filters-Applied', 'artifactType');
-    // Serialised here: for an object fastify would append '; charset=utf-8' to the media type,
+    // Bytes: for an object or a string fastify appends '; charset=utf-8' to a JSON media type,
     // and the spec (and its conformance tests) want exactly the index media type.
-    return reply.header('Content-Type', MediaType.index).send(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.index, manifests }));
+    const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.index, manifests }));
+    return reply.header('Content-Type', MediaType.index).send(index);
   }
 }
 
