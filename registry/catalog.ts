@@ -54,7 +54,9 @@ export class Catalog {
     for (const [alias, version] of target) {
       const digest = await this.registry.manifests.resolveTag(repo, version);
       if (!digest || (await this.registry.manifests.resolveTag(repo, alias)) === digest) continue;
-      await this.registry.manifests.put(repo, alias, (await this.registry.manifests.get(repo, digest)).bytes, undefined);
+      // With the version's media type: a manifest need not carry a mediaType field.
+      const stored = await this.registry.manifests.get(repo, digest);
+      await this.registry.manifests.put(repo, alias, stored.bytes, stored.mediaType);
     }
   }
 
