@@ -119,21 +119,29 @@ export class ManifestStore {
       const { config, layers } = parsed.manifest;
       const all = [config, ...layers.filter((l) => !l.urls?.length)];
       const missing: string[] = [];
+      const wrongSize: WrongSize[] = [];
       await Promise.all(
         all.map(async (d) => {
-          if (!isDigest(d.digest) || !(await this.blobs.isLinked(repo, d.digest)) || !(await this.blobs.statGlobal(d.digest))) missing.push(d.digest);
+          const info = isDigest(d.digest) && (await this.blobs.isLinked(repo, d.digest)) ? await this.blobs.statGlobal(d.digest) : undefined;
+          if (!info) missing.push(d.digest);
+          else if (info.size !== d.size) wrongSize.push({ digest: d.digest, size: d.size, actual: info.size });
         }),
       );
       if (missing.length) throw new OciError('MANIFEST_BLOB_UNKNOWN', `manifest names blobs the repository does not have: ${missing.join(', ')}`, { digests: missing });
+      if (wrongSize.length) throw sizeInvalid(wrongSize);
       return;
     }
     const missing: string[] = [];
+    const wrongSize: WrongSize[] = [];
     await Promise.all(
       parsed.manifest.manifests.map(async (d) => {
-        if (!isDigest(d.digest) || !(await this.exists(repo, d.digest))) missing.push(d.digest);
+        if (!isDigest(d.digest) || !(await this.exists(repo, d.digest))) return void missing.push(d.digest);
+        const info = await this.blobs.statGlobal(d.digest);
+        if (info && info.size !== d.size) wrongSize.push({ digest: d.digest, size: d.size, actual: info.size });
       }),
     );
     if (missing.length) throw new OciError('MANIFEST_BLOB_UNKNOWN', `index names manifests the repository does not have: ${missing.join(', ')}`, { digests: missing });
+    if (wrongSize.length) throw sizeInvalid(wrongSize);
   }
 
   async deleteTag(repo: string, tag: string): Promise<void> {
@@ -178,6 +186,18 @@ export class ManifestStore {
     }
     return out.sort();
   }
+}
+
+interface WrongSize {
+  digest: string;
+  size: number;
+  actual: number;
+}
+
+/** A descriptor whose size is not its content's: clients would fail verifying what they pull. */
+function sizeInvalid(wrong: WrongSize[]): OciError {
+  const list = wrong.map((w) => `${w.digest} is ${w.actual} bytes, not ${w.size}`).join('; ');
+  return new OciError('SIZE_INVALID', `manifest gives wrong sizes: ${list}`, { blobs: wrong });
 }
 
 function immutable(repo: string, version: string, current: Digest | undefined, pushed: Digest): OciError {
