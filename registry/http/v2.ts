@@ -191,9 +191,9 @@ export async function v2Routes(app: FastifyInstance, opts: V2Options): Promise<v
   async function putManifest(req: FastifyRequest, reply: FastifyReply, route: { repo: string; reference: string }) {
     const bytes = await readBody(req, MAX_MANIFEST_SIZE);
     const contentType = req.headers['content-type']?.split(';')[0]?.trim();
-    // Registered first: garbage collection marks from the repositories it can enumerate.
-    await registry.registerRepository(route.repo);
-    const result = await registry.manifests.put(route.repo, route.reference, bytes, contentType);
+    // Registered once the manifest is accepted and before its revision is written: garbage
+    // collection marks from the repositories it can enumerate, and a refused push leaves no trace.
+    const result = await registry.manifests.put(route.repo, route.reference, bytes, contentType, { beforeWrite: () => registry.registerRepository(route.repo) });
     if (!isDigest(route.reference) && opts.onManifestPut) await opts.onManifestPut(route.repo, route.reference, result.digest, req);
     if (result.parsed.manifest.subject) reply.header('OCI-Subject', result.parsed.manifest.subject.digest);
     return reply.code(201).header('Location', `/v2/${route.repo}/manifests/${result.digest}`).header('Docker-Content-Digest', result.digest).send();

@@ -68,7 +68,11 @@ export class ManifestStore {
     }
   }
 
-  async put(repo: string, reference: string, bytes: Buffer, contentType: string | undefined): Promise<PutResult> {
+  /**
+   * Validates and stores a manifest. `beforeWrite` runs once it is accepted, before anything is
+   * written (the registry registers the repository there), so a refused manifest changes nothing.
+   */
+  async put(repo: string, reference: string, bytes: Buffer, contentType: string | undefined, opts: { beforeWrite?: () => Promise<void> } = {}): Promise<PutResult> {
     if (bytes.length > MAX_MANIFEST_SIZE) throw new OciError('MANIFEST_TOO_LARGE', `manifest exceeds ${MAX_MANIFEST_SIZE} bytes`, undefined, 413);
     const digest = sha256(bytes);
     const byDigest = isDigest(reference);
@@ -84,6 +88,7 @@ export class ManifestStore {
       if (current === digest) return { digest, unchanged: true, parsed };
       if (current) throw immutable(repo, reference, current, digest);
     }
+    await opts.beforeWrite?.();
     await this.blobs.putContent(digest, bytes);
     const hadRevision = await this.exists(repo, digest);
     await this.driver.putContent(paths.manifestRevisionLink(repo, digest), Buffer.from(`${digest}\n${parsed.mediaType}`));
