@@ -79,7 +79,7 @@ export async function runStepScript(s: StepScript): Promise<string> {
   const body = ['set -eu', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', `ROOT=${q(s.mount.merged)}`, mountScript(s.mount), s.script, ''].join('\n');
   await writeFile(scriptFile, body, { mode: 0o700 });
   const [file, argv] = isolated(['/bin/sh', scriptFile, ...(s.args ?? [])]);
-  return run(file, argv, { what: s.what, log: s.log, signal: s.signal, env: s.env });
+  return run(file, argv, { what: s.what, log: s.log, signal: s.signal, env: s.env, killSignal: 'SIGKILL' });
 }
 
 /** The environment a step's commands see inside the template: nothing of the host's. */

@@ -113,12 +113,33 @@ export async function cleanTree(target: CleanupTarget, policy: CleanupPolicy): P
       cleaned.push(path);
     }
   }
+  if (target.kind === 'upper') cleaned.push(...(await dropSqliteSidecars(target)));
   if (target.kind === 'rootfs') {
     // Set by the runtime when a container is created; the build host's must not leak in.
     await resetFile(join(target.dir, 'etc/hostname'), 'localhost\n');
     await resetFile(join(target.dir, 'etc/resolv.conf'), '');
   }
   return cleaned;
+}
+
+/**
+ * Reading the rpmdb (the package lock query after every step) rewrites sqlite's -shm index and
+ * touches the -wal: where the database itself did not change in this step, those copies add
+ * nothing but noise to the layer, so the lower layer's stay.
+ */
+async function dropSqliteSidecars(target: CleanupTarget): Promise<string[]> {
+  const dropped: string[] = [];
+  for (const db of ['/var/lib/rpm/rpmdb.sqlite', '/usr/lib/sysimage/rpm/rpmdb.sqlite']) {
+    if (await exists(join(target.dir, db))) continue;
+    for (const sidecar of [`${db}-shm`, `${db}-wal`]) {
+      const abs = join(target.dir, sidecar);
+      const st = await lstat(abs).catch(() => undefined);
+      if (!st?.isFile()) continue;
+      await rm(abs, { force: true });
+      dropped.push(sidecar);
+    }
+  }
+  return dropped;
 }
 
 async function resetFile(path: string, content: string): Promise<void> {

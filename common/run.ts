@@ -40,6 +40,11 @@ export interface RunOptions {
   cleanEnv?: boolean;
   signal?: AbortSignal;
   input?: string;
+  /**
+   * Signal sent when `signal` aborts. Namespaced commands (common/isolate.ts) take SIGKILL:
+   * unshare ignores SIGTERM, and the kernel tears their namespaces down anyway.
+   */
+  killSignal?: 'SIGTERM' | 'SIGKILL';
 }
 
 /** Runs a program; resolves with its stdout. On failure throws CommandError with the output tail. */
@@ -56,6 +61,7 @@ export async function run(file: string, args: readonly string[], opts: RunOption
     extendEnv: !opts.cleanEnv,
     cancelSignal: opts.signal,
     forceKillAfterDelay: 5000,
+    killSignal: opts.killSignal ?? 'SIGTERM',
     input: opts.input,
     stdin: opts.input === undefined ? 'ignore' : 'pipe',
     reject: false,

@@ -39,6 +39,7 @@ export const debootstrapSource: BootstrapSource<DebianBootstrapSpec> = {
       what: `debootstrap ${spec.suite}`,
       log: ctx.log,
       signal: ctx.signal,
+      killSignal: 'SIGKILL',
       env: { SOURCE_DATE_EPOCH: String(ctx.epoch), LC_ALL: 'C.UTF-8' },
     });
   },

@@ -47,6 +47,7 @@ export const mmdebstrapSource: BootstrapSource<DebianBootstrapSpec> = {
       what: `mmdebstrap ${spec.suite}`,
       log: ctx.log,
       signal: ctx.signal,
+      killSignal: 'SIGKILL',
       env: { SOURCE_DATE_EPOCH: String(ctx.epoch), LC_ALL: 'C.UTF-8' },
     });
   },
