@@ -1,7 +1,8 @@
 // Writes a layer: the tar stream of a sorted entry list, hashed uncompressed (diff_id) and
 // compressed (blob digest) in one pass. Entries are batched into large buffers with file data
 // read straight into them, so there is no stream object or allocation per file; compression
-// runs on the thread pool while the main thread reads and hashes the next batch.
+// runs on the thread pool while the main thread reads and hashes the next batch, and the
+// batches are reused once compressed.
 import { createHash } from 'node:crypto';
 import { closeSync, createWriteStream, openSync, readSync } from 'node:fs';
 import { once } from 'node:events';
@@ -25,13 +26,41 @@ export interface PackedLayer {
   tarSize: number;
 }
 
-/** Yields the archive as buffers of about BATCH_SIZE bytes. */
-export function* tarChunks(entries: readonly LayerEntry[]): Generator<Buffer> {
-  let batch = Buffer.allocUnsafe(BATCH_SIZE);
+/**
+ * Batch buffers handed back once their bytes are hashed and compressed, so that packing a
+ * layer allocates a handful of buffers instead of one per 4 MiB: every new buffer counts as
+ * external memory and drives V8 into full garbage collections (about one per 8 MiB of buffers).
+ */
+export class BatchPool {
+  private readonly free: Buffer[] = [];
+  private readonly own = new WeakMap<ArrayBufferLike, Buffer>();
+
+  take(): Buffer {
+    const reused = this.free.pop();
+    if (reused) return reused;
+    const batch = Buffer.allocUnsafe(BATCH_SIZE);
+    this.own.set(batch.buffer, batch);
+    return batch;
+  }
+
+  /** Returns a chunk tarChunks yielded; the caller must not touch it afterwards. */
+  give(chunk: Buffer): void {
+    const batch = this.own.get(chunk.buffer);
+    if (batch && !this.free.includes(batch)) this.free.push(batch);
+  }
+}
+
+/**
+ * Yields the archive as buffers of about BATCH_SIZE bytes. With a pool, batches come from it
+ * and a yielded chunk stays valid until the caller gives it back; without one, each batch is new.
+ */
+export function* tarChunks(entries: readonly LayerEntry[], pool?: BatchPool): Generator<Buffer> {
+  const take = () => (pool ? pool.take() : Buffer.allocUnsafe(BATCH_SIZE));
+  let batch = take();
   let used = 0;
   const flush = function* (): Generator<Buffer> {
     if (used > 0) yield batch.subarray(0, used);
-    batch = Buffer.allocUnsafe(BATCH_SIZE);
+    batch = take();
     used = 0;
   };
   const append = function* (data: Buffer): Generator<Buffer> {
@@ -62,7 +91,12 @@ export function* tarChunks(entries: readonly LayerEntry[]): Generator<Buffer> {
       closeSync(fd);
     }
     const pad = padding(entry.size);
-    if (pad) yield* append(Buffer.alloc(pad));
+    if (pad) {
+      // Zeros written in place (the same bytes as appending Buffer.alloc(pad)).
+      if (used + pad > BATCH_SIZE) yield* flush();
+      batch.fill(0, used, used + pad);
+      used += pad;
+    }
   }
   yield* append(END_OF_ARCHIVE);
   yield* flush();
@@ -87,14 +121,28 @@ export async function packLayer(entries: readonly LayerEntry[], outFile: string,
   };
   try {
     if (compression === 'zstd') {
-      const inFlight: Promise<Buffer>[] = [];
-      for (const chunk of tarChunks(entries)) {
-        tarHash.update(chunk);
-        tarSize += chunk.length;
-        inFlight.push(zstdFrame(chunk));
-        if (inFlight.length >= ZSTD_IN_FLIGHT) await writeOut(await inFlight.shift()!);
+      // A chunk's batch goes back to the pool once its frame is done: it has been hashed, and
+      // zlib reads its input only until the compression callback.
+      const pool = new BatchPool();
+      const inFlight: { chunk: Buffer; frame: Promise<Buffer> }[] = [];
+      const writeOldest = async (): Promise<void> => {
+        const { chunk, frame } = inFlight.shift()!;
+        const compressed = await frame;
+        pool.give(chunk);
+        await writeOut(compressed);
+      };
+      try {
+        for (const chunk of tarChunks(entries, pool)) {
+          tarHash.update(chunk);
+          tarSize += chunk.length;
+          inFlight.push({ chunk, frame: zstdFrame(chunk) });
+          if (inFlight.length >= ZSTD_IN_FLIGHT) await writeOldest();
+        }
+        while (inFlight.length) await writeOldest();
+      } finally {
+        // After a failure, frames still compressing must not reject unhandled.
+        for (const { frame } of inFlight) frame.catch(() => undefined);
       }
-      while (inFlight.length) await writeOut(await inFlight.shift()!);
     } else {
       const gzip = createGzipCompressor();
       const gzipFailed = new Promise<never>((_, reject) => gzip.once('error', reject));
