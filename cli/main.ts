@@ -15,6 +15,9 @@ const COMMANDS: Record<string, Command> = {
   push: { summary: 'publish a built template to a registry as a version', load: () => import('./commands/push.ts') },
   serve: { summary: 'run the template registry (OCI Distribution API + template catalog)', load: () => import('./commands/serve.ts') },
   gc: { summary: "delete a registry's unreferenced blobs and stale uploads, while it serves", load: () => import('./commands/gc.ts') },
+  login: { summary: 'check and store credentials for a registry (vztpl push, host cache)', load: () => import('./commands/login.ts') },
+  logout: { summary: 'remove stored credentials for a registry', load: () => import('./commands/logout.ts') },
+  user: { summary: "manage the registry's users file (add, passwd, scopes, del, list)", load: () => import('./commands/user.ts') },
   export: { summary: 'flatten a template into one tarball for existing hosts (.tar.gz, .tar.xz, .tar.zst)', load: () => import('./commands/export.ts') },
 };
 

@@ -5,6 +5,7 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { VztplError } from '../common/errors.ts';
+import { registryKey, type Credentials } from './auth-file.ts';
 import type { Digest } from './digest.ts';
 
 export interface ImageReference {
@@ -53,7 +54,7 @@ export function parseImageReference(value: string): ImageReference {
 export class RegistryError extends VztplError {
   readonly status: number;
   readonly code?: string;
-  constructor(what: string, status: number, body: string) {
+  constructor(what: string, status: number, body: string, hint?: string) {
     let code: string | undefined;
     let message = body.slice(0, 300);
     try {
@@ -66,41 +67,191 @@ export class RegistryError extends VztplError {
     } catch {
       /* not JSON */
     }
-    super(`${what}: HTTP ${status}${message ? ` ${message}` : ''}`);
+    // HEAD answers have no body: name the standard code of an auth failure anyway.
+    if (!message && status === 401) message = 'UNAUTHORIZED: authentication required';
+    if (!message && status === 403) message = 'DENIED: access denied';
+    super(`${what}: HTTP ${status}${message ? ` ${message}` : ''}${hint ? `\n${hint}` : ''}`);
     this.status = status;
     this.code = code;
   }
 }
 
+/** A WWW-Authenticate challenge: Bearer realm="...",service="...",scope="..." or Basic realm="...". */
+export interface Challenge {
+  scheme: 'bearer' | 'basic';
+  params: Record<string, string>;
+}
+
+export function parseChallenge(header: string | null | undefined): Challenge | undefined {
+  const m = /^\s*(bearer|basic)\b(.*)$/i.exec(header ?? '');
+  if (!m) return undefined;
+  const params: Record<string, string> = {};
+  for (const p of m[2]!.matchAll(/([A-Za-z_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))/g)) params[p[1]!.toLowerCase()] = (p[2] ?? p[3] ?? '').replace(/\\(.)/g, '$1');
+  return { scheme: m[1]!.toLowerCase() as Challenge['scheme'], params };
+}
+
+export interface RegistryClientOptions {
+  /** A fixed Authorization header (sent until the registry asks for something else). */
+  authorization?: string;
+  /** For the registry's token endpoint (or Basic auth); a function is called once, when first needed. */
+  credentials?: Credentials | (() => Promise<Credentials | undefined>);
+}
+
+type Body = Buffer | (() => Readable);
+
+interface RequestInit2 {
+  headers?: Record<string, string>;
+  body?: Body;
+  what: string;
+  ok?: number[];
+  /** The repository the request acts on, for the token's scope (pull for reads, pull+push else). */
+  repo?: string;
+}
+
+/**
+ * Handles registry auth as docker and podman do: on a 401 with a Bearer challenge it gets a token
+ * for the repository's scope from the realm (with the credentials, or anonymously) and retries
+ * once; later requests reuse the token, or get one with more actions before they are sent, so a
+ * streamed upload is never refused half-way for want of a token.
+ */
+/** The registry's token endpoint refused the user name and password. */
+export class CredentialsRejectedError extends VztplError {}
+
 export class RegistryClient {
   readonly base: string;
   private readonly headers: Record<string, string>;
-  constructor(base: string, opts: { authorization?: string } = {}) {
+  private readonly credentialSource: RegistryClientOptions['credentials'];
+  private credentials: Credentials | undefined | null = null;
+  private challenge: Challenge | undefined;
+  private readonly tokens = new Map<string, { token: string; actions: Set<string>; expires: number }>();
+
+  constructor(base: string, opts: RegistryClientOptions = {}) {
     this.base = base.replace(/\/+$/, '');
     this.headers = opts.authorization ? { authorization: opts.authorization } : {};
+    this.credentialSource = opts.credentials;
   }
 
-  private async request(method: string, path: string, init: { headers?: Record<string, string>; body?: Buffer | Readable; what: string; ok?: number[] }) {
-    const url = path.startsWith('http') ? path : `${this.base}${path}`;
-    const body = init.body instanceof Readable ? (Readable.toWeb(init.body) as ReadableStream) : init.body;
+  private async creds(): Promise<Credentials | undefined> {
+    if (this.credentials === null) this.credentials = typeof this.credentialSource === 'function' ? await this.credentialSource() : this.credentialSource;
+    return this.credentials;
+  }
+
+  /** The Authorization header for a request, fetching a token when the registry wants one. */
+  private async authorization(repo: string | undefined, actions: string[], fresh: boolean): Promise<string | undefined> {
+    const challenge = this.challenge;
+    if (!challenge) return this.headers.authorization;
+    const creds = await this.creds();
+    if (challenge.scheme === 'basic') return creds ? `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}` : this.headers.authorization;
+    const key = repo ? `repository:${repo}` : '';
+    const cached = this.tokens.get(key);
+    const wanted = new Set([...(repo ? actions : []), ...(cached?.actions ?? [])]);
+    if (!fresh && cached && cached.expires > Date.now() && [...wanted].every((a) => cached.actions.has(a))) return `Bearer ${cached.token}`;
+    const scopes = repo ? [`${key}:${[...wanted].join(',')}`] : [];
+    const token = await this.fetchToken(challenge, scopes, creds);
+    this.tokens.set(key, { token: token.token, actions: wanted, expires: Date.now() + (token.expiresIn - 10) * 1000 });
+    return `Bearer ${token.token}`;
+  }
+
+  private async fetchToken(challenge: Challenge, scopes: string[], creds: Credentials | undefined): Promise<{ token: string; expiresIn: number }> {
+    const realm = challenge.params.realm;
+    if (!realm) throw new VztplError(`${this.base} asked for a token but named no realm`);
+    const url = new URL(realm, this.base);
+    if (challenge.params.service) url.searchParams.set('service', challenge.params.service);
+    if (creds) url.searchParams.set('account', creds.username);
+    for (const scope of scopes) url.searchParams.append('scope', scope);
+    const headers: Record<string, string> = creds ? { authorization: `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}` } : {};
     let res: Response;
     try {
-      res = await fetch(url, { method, headers: { ...this.headers, ...init.headers }, body, duplex: body ? 'half' : undefined, redirect: 'follow' } as RequestInit);
+      res = await fetch(url, { headers });
     } catch (err) {
+      throw new VztplError(`token from ${url.origin}${url.pathname}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}`);
+    }
+    if (res.status === 401 && creds) {
+      await res.body?.cancel();
+      throw new CredentialsRejectedError(`${registryKey(this.base)} rejected the credentials of ${creds.username}: wrong user name or password (log in again with "vztpl login ${registryKey(this.base)}")`);
+    }
+    if (res.status !== 200) throw new RegistryError(`token from ${url.origin}${url.pathname}`, res.status, await res.text());
+    const body = (await res.json()) as { token?: string; access_token?: string; expires_in?: number };
+    const token = body.token ?? body.access_token;
+    if (!token) throw new VztplError(`token from ${url.origin}${url.pathname}: the response has no token`);
+    return { token, expiresIn: typeof body.expires_in === 'number' && body.expires_in > 10 ? body.expires_in : 60 };
+  }
+
+  private async send(method: string, url: string, init: RequestInit2, authorization: string | undefined): Promise<Response> {
+    const raw = typeof init.body === 'function' ? init.body() : init.body;
+    const body = raw instanceof Readable ? (Readable.toWeb(raw) as ReadableStream) : raw;
+    const headers = { ...this.headers, ...init.headers };
+    if (authorization) headers.authorization = authorization;
+    else delete headers.authorization;
+    try {
+      return await fetch(url, { method, headers, body, duplex: body ? 'half' : undefined, redirect: 'follow' } as RequestInit);
+    } catch (err) {
+      if (raw instanceof Readable) raw.destroy();
       throw new VztplError(`${init.what}: cannot reach ${this.base}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}`);
     }
-    if (!(init.ok ?? [200]).includes(res.status)) throw new RegistryError(init.what, res.status, await res.text());
+  }
+
+  private async request(method: string, path: string, init: RequestInit2) {
+    const url = path.startsWith('http') ? path : `${this.base}${path}`;
+    const actions = method === 'GET' || method === 'HEAD' ? ['pull'] : ['pull', 'push'];
+    let res = await this.send(method, url, init, await this.authorization(init.repo, actions, false));
+    if (res.status === 401) {
+      const challenge = parseChallenge(res.headers.get('www-authenticate'));
+      const retry = challenge && (challenge.scheme === 'bearer' || (await this.creds()));
+      if (challenge && retry) {
+        await res.body?.cancel();
+        this.challenge = challenge;
+        const scoped = challenge.params.scope?.split(' ').find((s) => init.repo && s.startsWith(`repository:${init.repo}:`));
+        const extra = scoped ? scoped.slice(scoped.lastIndexOf(':') + 1).split(',') : [];
+        res = await this.send(method, url, init, await this.authorization(init.repo, [...new Set([...actions, ...extra])], true));
+      }
+    }
+    if (!(init.ok ?? [200]).includes(res.status)) throw new RegistryError(init.what, res.status, await res.text(), await this.hint(res.status, init.repo, actions));
     return res;
   }
 
+  /** What to do about a 401 or 403, in words. */
+  private async hint(status: number, repo: string | undefined, actions: string[]): Promise<string | undefined> {
+    const creds = await this.creds();
+    const host = registryKey(this.base);
+    const what = `${actions.includes('push') ? 'push to' : 'pull from'} ${repo ?? 'this registry'}`;
+    if (status === 401 && !creds) return `${host} requires credentials for ${repo ?? 'this'}: log in with "vztpl login ${host}"`;
+    if (status === 401) return `${host} did not accept ${creds!.username} to ${what}`;
+    if (status === 403 && creds) return `${creds.username} may not ${what} on ${host}`;
+    return undefined;
+  }
+
+  /**
+   * Checks the credentials against the registry (GET /v2/, through its token endpoint when it has
+   * one): 'open' when the registry asks for none, 'ok' when they are accepted; throws otherwise.
+   */
+  async login(): Promise<'open' | 'ok'> {
+    const what = `log in to ${registryKey(this.base)}`;
+    const res = await this.send('GET', `${this.base}/v2/`, { what }, undefined);
+    await res.body?.cancel();
+    if (res.status === 200) return 'open';
+    const challenge = parseChallenge(res.headers.get('www-authenticate'));
+    if (res.status !== 401 || !challenge) throw new RegistryError(`${what}: GET /v2/`, res.status, '');
+    if (!(await this.creds())) throw new VztplError(`${what}: no credentials given`);
+    this.challenge = challenge;
+    const authorization = await this.authorization(undefined, [], true).catch((err: Error) => {
+      throw err instanceof CredentialsRejectedError ? new CredentialsRejectedError(`${what}: wrong user name or password`) : err;
+    });
+    const again = await this.send('GET', `${this.base}/v2/`, { what }, authorization);
+    const text = await again.text();
+    if (again.status === 200) return 'ok';
+    if (again.status === 401) throw new VztplError(`${what}: wrong user name or password`);
+    throw new RegistryError(`${what}: GET /v2/`, again.status, text);
+  }
+
   async hasBlob(repo: string, digest: Digest): Promise<boolean> {
-    const res = await this.request('HEAD', `/v2/${repo}/blobs/${digest}`, { what: `HEAD blob ${digest}`, ok: [200, 404] });
+    const res = await this.request('HEAD', `/v2/${repo}/blobs/${digest}`, { what: `HEAD blob ${digest}`, ok: [200, 404], repo });
     return res.status === 200;
   }
 
   /** Uploads a file as a blob in one streamed PUT. */
   async pushBlobFile(repo: string, digest: Digest, file: string): Promise<void> {
-    const start = await this.request('POST', `/v2/${repo}/blobs/uploads/`, { what: `start upload of ${digest}`, ok: [202] });
+    const start = await this.request('POST', `/v2/${repo}/blobs/uploads/`, { what: `start upload of ${digest}`, ok: [202], repo });
     const location = start.headers.get('location');
     if (!location) throw new VztplError(`start upload of ${digest}: the registry gave no Location`);
     const url = new URL(location, this.base);
@@ -109,8 +260,9 @@ export class RegistryClient {
     await this.request('PUT', url.toString(), {
       what: `upload of ${digest}`,
       headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
-      body: createReadStream(file, { highWaterMark: 1 << 20 }),
+      body: () => createReadStream(file, { highWaterMark: 1 << 20 }),
       ok: [201],
+      repo,
     });
   }
 
@@ -120,6 +272,7 @@ export class RegistryClient {
       headers: { 'content-type': 'application/octet-stream' },
       body: content,
       ok: [201],
+      repo,
     });
   }
 
@@ -129,22 +282,23 @@ export class RegistryClient {
       headers: { 'content-type': mediaType },
       body: content,
       ok: [201],
+      repo,
     });
     return res.headers.get('docker-content-digest') as Digest;
   }
 
   async getManifest(repo: string, reference: string, accept: string[]): Promise<{ mediaType: string; digest: Digest; bytes: Buffer }> {
-    const res = await this.request('GET', `/v2/${repo}/manifests/${reference}`, { what: `GET manifest ${repo}:${reference}`, headers: { accept: accept.join(', ') } });
+    const res = await this.request('GET', `/v2/${repo}/manifests/${reference}`, { what: `GET manifest ${repo}:${reference}`, headers: { accept: accept.join(', ') }, repo });
     const bytes = Buffer.from(await res.arrayBuffer());
     return { mediaType: res.headers.get('content-type') ?? '', digest: res.headers.get('docker-content-digest') as Digest, bytes };
   }
 
   async getBlob(repo: string, digest: Digest): Promise<Response> {
-    return this.request('GET', `/v2/${repo}/blobs/${digest}`, { what: `GET blob ${digest}` });
+    return this.request('GET', `/v2/${repo}/blobs/${digest}`, { what: `GET blob ${digest}`, repo });
   }
 
   async tags(repo: string): Promise<string[]> {
-    const res = await this.request('GET', `/v2/${repo}/tags/list`, { what: `tags of ${repo}` });
+    const res = await this.request('GET', `/v2/${repo}/tags/list`, { what: `tags of ${repo}`, repo });
     return ((await res.json()) as { tags?: string[] }).tags ?? [];
   }
 }

@@ -30,6 +30,23 @@ export const configSchema = z.strictObject({
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Seconds to wait for in-flight requests on SIGTERM before closing anyway. */
   shutdownTimeout: z.number().int().positive().default(30),
+  /** Users, scopes and the token flow (registry/auth/, registry/http/auth.ts). Off: an open registry. */
+  auth: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      /** Anyone may pull (and search) without credentials; pushing and deleting still need a user. */
+      anonymousPull: z.boolean().default(true),
+      /** The users file (YAML or JSON), managed with `vztpl user`. */
+      usersFile: z.string().min(1).optional(),
+      /** Lifetime of tokens from /token, in seconds. */
+      tokenTtl: z.number().int().min(10).max(86_400).default(300),
+      /** HMAC key for tokens; default: generated once into USERS_FILE.secret (mode 0600). */
+      secret: z.string().min(32, 'must be at least 32 characters').optional(),
+      /** URL of the token endpoint in challenges; default: from the request's Host, + /token. */
+      realm: z.string().url().optional(),
+    })
+    .refine((a) => !a.enabled || a.usersFile, { message: 'auth.enabled needs auth.usersFile (create it with vztpl user add)', path: ['usersFile'] })
+    .default({ enabled: false, anonymousPull: true, tokenTtl: 300 }),
 });
 
 export type RegistryConfig = z.infer<typeof configSchema>;
@@ -45,6 +62,12 @@ const ENV: Record<string, { path: string[]; type: 'string' | 'boolean' | 'number
   VZTPL_S3_REDIRECT: { path: ['s3', 'redirect'], type: 'boolean' },
   VZTPL_LOG_LEVEL: { path: ['logLevel'], type: 'string' },
   VZTPL_SHUTDOWN_TIMEOUT: { path: ['shutdownTimeout'], type: 'number' },
+  VZTPL_AUTH_ENABLED: { path: ['auth', 'enabled'], type: 'boolean' },
+  VZTPL_AUTH_ANONYMOUS_PULL: { path: ['auth', 'anonymousPull'], type: 'boolean' },
+  VZTPL_AUTH_USERS_FILE: { path: ['auth', 'usersFile'], type: 'string' },
+  VZTPL_AUTH_TOKEN_TTL: { path: ['auth', 'tokenTtl'], type: 'number' },
+  VZTPL_AUTH_SECRET: { path: ['auth', 'secret'], type: 'string' },
+  VZTPL_AUTH_REALM: { path: ['auth', 'realm'], type: 'string' },
 };
 
 function set(target: Record<string, unknown>, path: string[], value: unknown): void {

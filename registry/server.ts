@@ -1,7 +1,9 @@
 // Builds the registry's fastify app: the OCI Distribution API, the template catalog API and the
 // health endpoint, over one storage driver. Plugins are encapsulated; errors are OCI JSON.
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { prepareAuth, type AuthConfig } from './auth/setup.ts';
 import { Catalog } from './catalog.ts';
+import { authRoutes } from './http/auth.ts';
 import { catalogRoutes } from './http/catalog.ts';
 import { ociErrorHandler, v2Routes } from './http/v2.ts';
 import { Registry } from './registry.ts';
@@ -11,6 +13,8 @@ export interface ServerOptions {
   driver: StorageDriver;
   logger?: FastifyServerOptions['logger'];
   redirectBlobs?: boolean;
+  /** Users, scopes and tokens (config `auth`); absent or disabled: an open registry. */
+  auth?: AuthConfig;
 }
 
 export async function buildServer(opts: ServerOptions): Promise<{ app: FastifyInstance; registry: Registry; catalog: Catalog }> {
@@ -31,6 +35,8 @@ export async function buildServer(opts: ServerOptions): Promise<{ app: FastifyIn
     await opts.driver.stat('/v2').catch(() => undefined);
     return { status: 'ok', storage: opts.driver.name };
   });
+  const auth = opts.auth ? await prepareAuth(opts.auth, { warn: (msg) => app.log.warn(msg), error: (obj, msg) => app.log.error(obj, msg) }) : undefined;
+  if (auth) await app.register(authRoutes, auth);
   await app.register(v2Routes, {
     registry,
     redirectBlobs: opts.redirectBlobs,

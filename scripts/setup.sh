@@ -9,7 +9,7 @@ APT_PACKAGES=(
   # builder: bootstrapping and packing
   debootstrap mmdebstrap dnf rpm createrepo-c zstd xz-utils gzip tar attr util-linux
   # tests: RPM fixture repository and OCI clients
-  rpm2cpio busybox-static skopeo
+  rpm2cpio busybox-static skopeo podman
   # tests: a throwaway Ceph RGW as the S3 server (test/services/rgw.ts); ceph-common has the
   # ceph, ceph-authtool and radosgw-admin CLIs
   radosgw ceph-mon ceph-osd ceph-common

@@ -1,5 +1,6 @@
 import { UsageError } from '../../common/errors.ts';
 import { formatBytes } from '../../common/progress.ts';
+import { findCredentials } from '../../format/auth-file.ts';
 import { RegistryClient, parseImageReference } from '../../format/client.ts';
 import { OciLayout } from '../../format/layout.ts';
 import { MediaType } from '../../format/oci.ts';
@@ -12,7 +13,8 @@ Usage: vztpl push OCI_DIR[:VERSION] REGISTRY/NAME[:VERSION] [--json]
 Publishes a built template to a registry (vztpl serve, or any OCI registry). Only the blobs
 the registry lacks are sent. A semver tag is a version: it is immutable, and publishing the
 highest version moves the aliases latest, MAJOR and MAJOR.MINOR (on a vztpl registry).
-Without :VERSION the template's own version is used.
+Without :VERSION the template's own version is used. Credentials come from "vztpl login"
+(or podman login's auth file) when the registry asks for them.
 
 Example:
   vztpl push out/debian-12-x86_64 127.0.0.1:5000/debian-12-x86_64
@@ -31,7 +33,7 @@ export async function main(argv: string[]): Promise<number> {
   const dest = parseImageReference(target);
   const version = dest.reference ?? config['org.openvz.template']?.version ?? config.config?.Labels?.['org.opencontainers.image.version'];
   if (!version) throw new UsageError(`push: ${target} names no version and the template has none`);
-  const client = new RegistryClient(dest.registry);
+  const client = new RegistryClient(dest.registry, { credentials: () => findCredentials(dest.registry) });
   const emit = (event: Record<string, unknown>) => {
     if (args.values.json) process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...event })}\n`);
   };

@@ -14,6 +14,11 @@ file (YAML) and VZTPL_* variables (VZTPL_LISTEN, VZTPL_STORAGE, VZTPL_S3_ENDPOIN
 VZTPL_S3_PATH_STYLE, VZTPL_S3_REGION, VZTPL_S3_REDIRECT, VZTPL_LOG_LEVEL); options win over
 variables, variables over the file. S3 credentials, region and endpoint also come from the
 standard AWS sources (AWS_ACCESS_KEY_ID, AWS_PROFILE, AWS_ENDPOINT_URL_S3, ...).
+
+Access control (config "auth:", or VZTPL_AUTH_ENABLED, VZTPL_AUTH_ANONYMOUS_PULL,
+VZTPL_AUTH_USERS_FILE, VZTPL_AUTH_TOKEN_TTL, VZTPL_AUTH_SECRET, VZTPL_AUTH_REALM): off by
+default. When enabled, users come from the users file ("vztpl user add"), clients log in with
+"vztpl login" or "podman login", and tokens come from /token.
 `;
 
 export async function main(argv: string[]): Promise<number> {
@@ -47,7 +52,7 @@ export async function main(argv: string[]): Promise<number> {
   const { createDriver } = await import('../../registry/storage/factory.ts');
   const { buildServer } = await import('../../registry/server.ts');
   const driver = await createDriver(config);
-  const { app } = await buildServer({ driver, logger: { level: config.logLevel }, redirectBlobs: config.s3.redirect });
+  const { app } = await buildServer({ driver, logger: { level: config.logLevel }, redirectBlobs: config.s3.redirect, auth: config.auth });
   const { host, port } = parseListen(config.listen);
   await app.listen({ host, port });
   // Graceful shutdown: stop accepting, finish in-flight requests, then exit.

@@ -1,0 +1,54 @@
+import { UsageError } from '../../common/errors.ts';
+import { authFilePath, registryKey, storeCredentials } from '../../format/auth-file.ts';
+import { parseImageReference, RegistryClient } from '../../format/client.ts';
+import { parseCommandArgs } from '../args.ts';
+import { promptHidden, promptLine, readSecretFromStdin } from '../prompt.ts';
+
+const HELP = `
+Usage: vztpl login REGISTRY [-u USER] [--password-stdin] [--auth-file FILE]
+
+Checks a user name and password against the registry (its /token endpoint, as podman login
+does) and stores them for vztpl push and the host cache, in the containers auth file format
+({"auths":{"HOST:PORT":{"auth":"base64(user:password)"}}}, mode 0600):
+$REGISTRY_AUTH_FILE when set, else ~/.config/vztpl/auth.json. Credentials from "podman login"
+(its auth.json) and docker's config.json are also used when vztpl has none of its own.
+
+Without --password-stdin the password is asked at the terminal. Undo with "vztpl logout".
+
+Example:
+  echo "$PW" | vztpl login registry.example.com:5000 -u ci --password-stdin
+`;
+
+/** REGISTRY as given on the command line ("host:port", or with http:// / https://) -> base URL. */
+export function registryBase(value: string): string {
+  const ref = parseImageReference(`${value.replace(/\/+$/, '')}/x`);
+  return ref.registry;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const args = parseCommandArgs(
+    'login',
+    argv,
+    {
+      username: { type: 'string', short: 'u' },
+      'password-stdin': { type: 'boolean', default: false },
+      'auth-file': { type: 'string' },
+    },
+    HELP,
+  );
+  if (!args) return 0;
+  const [registry, ...extra] = args.positionals;
+  if (!registry || extra.length) throw new UsageError(`login: name one registry\n${HELP}`);
+  const base = registryBase(registry);
+  const username = args.values.username ?? (await promptLine('Username: '));
+  if (!username) throw new UsageError('login: no user name');
+  const password = args.values['password-stdin'] ? await readSecretFromStdin('password') : await promptHidden('Password: ', 'password');
+  const client = new RegistryClient(base, { credentials: { username, password } });
+  const result = await client.login();
+  const file = args.values['auth-file'] ?? authFilePath();
+  await storeCredentials(file, base, { username, password });
+  const host = registryKey(base);
+  if (result === 'open') process.stderr.write(`${host} does not ask for credentials; stored them in ${file} anyway\n`);
+  else process.stderr.write(`Login Succeeded: ${username} at ${host} (credentials in ${file})\n`);
+  return 0;
+}
