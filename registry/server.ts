@@ -6,6 +6,7 @@ import { Catalog } from './catalog.ts';
 import { authRoutes } from './http/auth.ts';
 import { catalogRoutes } from './http/catalog.ts';
 import { ociErrorHandler, v2Routes } from './http/v2.ts';
+import { Metrics, metricsPlugin } from './metrics.ts';
 import { Registry } from './registry.ts';
 import type { StorageDriver } from './storage/driver.ts';
 
@@ -17,8 +18,9 @@ export interface ServerOptions {
   auth?: AuthConfig;
 }
 
-export async function buildServer(opts: ServerOptions): Promise<{ app: FastifyInstance; registry: Registry; catalog: Catalog }> {
-  const registry = new Registry(opts.driver);
+export async function buildServer(opts: ServerOptions): Promise<{ app: FastifyInstance; registry: Registry; catalog: Catalog; metrics: Metrics }> {
+  const metrics = new Metrics();
+  const registry = new Registry(metrics.instrument(opts.driver));
   const catalog = new Catalog(registry);
   const app = Fastify({
     logger: opts.logger ?? false,
@@ -31,6 +33,8 @@ export async function buildServer(opts: ServerOptions): Promise<{ app: FastifyIn
   });
   app.setErrorHandler(ociErrorHandler);
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ errors: [{ code: 'UNSUPPORTED', message: `no such endpoint: ${req.method} ${req.url}` }] }));
+  // On the root instance, not registered: its hook must see every route.
+  await metricsPlugin(app, { metrics });
   app.get('/healthz', async () => {
     await opts.driver.stat('/v2').catch(() => undefined);
     return { status: 'ok', storage: opts.driver.name };
@@ -43,5 +47,5 @@ export async function buildServer(opts: ServerOptions): Promise<{ app: FastifyIn
     onManifestPut: (repo, reference, digest) => catalog.published(repo, reference, digest),
   });
   await app.register(catalogRoutes, { registry, catalog });
-  return { app, registry, catalog };
+  return { app, registry, catalog, metrics };
 }
