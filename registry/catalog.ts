@@ -8,7 +8,7 @@ import { Label } from '../format/oci.ts';
 import { OciError } from './errors.ts';
 import type { Registry } from './registry.ts';
 import { isNotFound } from './store/blobs.ts';
-import { aliasesFor, isValidRange, isVersionTag, resolveRange } from './store/versions.ts';
+import { aliasesFor, isValidRange, isVersionTag, resolveRange } from '../format/versions.ts';
 
 export interface VersionRecord {
   name: string;

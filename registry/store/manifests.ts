@@ -7,7 +7,7 @@ import type { StorageDriver } from '../storage/driver.ts';
 import { isNotFound, type BlobStore } from './blobs.ts';
 import { parseManifest, type ParsedManifest } from './manifest-schema.ts';
 import { paths, TAG } from './paths.ts';
-import { isVersionTag } from './versions.ts';
+import { isVersionTag } from '../../format/versions.ts';
 
 export const MAX_MANIFEST_SIZE = 4 * 1024 * 1024;
 

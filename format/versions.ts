@@ -1,5 +1,6 @@
-// Template versions: semver tags, immutable once published, and the aliases that follow the
-// highest version: `latest`, `MAJOR`, `MAJOR.MINOR`. Pre-releases never move an alias.
+// Template versions (shared by the registry and the host cache): semver tags, immutable once
+// published, and the aliases that follow the highest version: `latest`, `MAJOR`, `MAJOR.MINOR`.
+// Pre-releases never move an alias.
 import semver from 'semver';
 
 /** Strict x.y.z[-prerelease] (no "v", no build metadata: '+' is not allowed in OCI tags). */
