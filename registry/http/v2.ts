@@ -1,7 +1,6 @@
 // The OCI Distribution API v1.1 under /v2/, as a fastify plugin over a Registry.
 // Repository names contain slashes, so one wildcard route dispatches on the path's tail.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Readable } from 'node:stream';
 import { isDigest, type Digest } from '../../format/digest.ts';
 import { MediaType } from '../../format/oci.ts';
 import { OciError } from '../errors.ts';
@@ -61,13 +60,22 @@ function contentLength(req: FastifyRequest): number | undefined {
   return value === undefined ? undefined : Number(value);
 }
 
+/**
+ * The request body as chunks. Leaving the loop early (an error mid-body) must not destroy the
+ * request: that destroys the socket, and the error could no longer be answered. The error
+ * handler closes such a connection instead (see ociErrorHandler).
+ */
+function bodyOf(req: FastifyRequest): AsyncIterable<Buffer> {
+  return req.raw.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>;
+}
+
 /** Reads a small request body whole, refusing more than `limit` bytes (413). */
 async function readBody(req: FastifyRequest, limit: number): Promise<Buffer> {
   const declared = contentLength(req);
   if (declared !== undefined && declared > limit) throw new OciError('MANIFEST_TOO_LARGE', `body exceeds ${limit} bytes`, undefined, 413);
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req.raw as AsyncIterable<Buffer>) {
+  for await (const chunk of bodyOf(req)) {
     size += chunk.length;
     if (size > limit) throw new OciError('MANIFEST_TOO_LARGE', `body exceeds ${limit} bytes`, undefined, 413);
     chunks.push(chunk);
@@ -261,7 +269,7 @@ export async function v2Routes(app: FastifyInstance, opts: V2Options): Promise<v
     if (digest) {
       // One request, one session: whatever fails (a wrong digest, a body cut off), the session goes.
       try {
-        const filled = await registry.uploads.append(state, req.raw, undefined, contentLength(req));
+        const filled = await registry.uploads.append(state, bodyOf(req), undefined, contentLength(req));
         await registry.uploads.complete(filled, digest);
       } catch (err) {
         await registry.uploads.cancel(state).catch(() => undefined);
@@ -301,7 +309,7 @@ export async function v2Routes(app: FastifyInstance, opts: V2Options): Promise<v
   async function patchUpload(req: FastifyRequest, reply: FastifyReply, route: { repo: string; id: string }) {
     const chunk = chunkOf(req);
     const state = await registry.uploads.state(route.repo, route.id);
-    const next = await registry.uploads.append(state, req.raw as Readable, chunk.start, chunk.length);
+    const next = await registry.uploads.append(state, bodyOf(req), chunk.start, chunk.length);
     return uploadHeaders(reply.code(202), route.repo, next.id, next.size).send();
   }
 
@@ -309,7 +317,7 @@ export async function v2Routes(app: FastifyInstance, opts: V2Options): Promise<v
     const digest = requireDigest(query(req).digest, 'upload');
     const chunk = chunkOf(req);
     const state = await registry.uploads.state(route.repo, route.id);
-    const filled = await registry.uploads.append(state, req.raw as Readable, chunk.start, chunk.length);
+    const filled = await registry.uploads.append(state, bodyOf(req), chunk.start, chunk.length);
     await registry.uploads.complete(filled, digest).catch(async (err: unknown) => {
       // Content that is not what the client said it is: the session is of no further use and
       // goes, as in CNCF Distribution. Storage failures keep it, so the client may try again.
@@ -347,6 +355,10 @@ export async function v2Routes(app: FastifyInstance, opts: V2Options): Promise<v
 
 /** Turns errors into OCI error bodies; storage range errors become 416. */
 export function ociErrorHandler(err: Error & { statusCode?: number }, req: FastifyRequest, reply: FastifyReply) {
+  // Failed before the whole request body arrived (a storage error mid-upload, a body refused
+  // early): the rest of the body is still on the wire, so the connection cannot carry another
+  // request. Close it after this answer; a client reusing it would hang or be reset.
+  if (!req.raw.complete) reply.header('Connection', 'close');
   if (err instanceof OciError) {
     if (err.status >= 500) req.log.error({ err }, 'request failed');
     if (err.code === 'RANGE_INVALID' && typeof (err.detail as { size?: number })?.size === 'number') reply.header('Content-Range', `bytes */${(err.detail as { size: number }).size}`);
