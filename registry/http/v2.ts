@@ -123,6 +123,18 @@ export async function v2Routes(app: FastifyInstance, opts: V2Options): Promise<v
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_req, _payload, done) => done(null, undefined));
 
+  // Graceful shutdown: once the server is closing, every answer closes its connection, so the
+  // close completes as soon as the in-flight requests are done. A keep-alive connection that
+  // becomes idle after close() began would otherwise hold the process until the shutdown timeout.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onSend', async (_req, reply, payload) => {
+    if (closing) reply.header('Connection', 'close');
+    return payload;
+  });
+
   app.route({
     method: ['GET', 'HEAD', 'PUT', 'POST', 'PATCH', 'DELETE'],
     url: '/v2/*',
