@@ -44,19 +44,30 @@ export class Catalog {
   }
 
   /**
-   * Points every alias at the highest version it covers. Recomputed from all versions each
-   * time, so concurrent publishes converge on the right answer.
+   * Points every alias at the highest version it covers, recomputed from all versions.
+   *
+   * Concurrent publishes converge: after writing, the versions are listed again, and if one
+   * appeared meanwhile the aliases are recomputed and written again. A publisher whose writes
+   * were based on an older list (and may have landed after a newer publisher's) therefore
+   * always corrects them; a version published after that last listing has a publisher of its
+   * own that lists, and writes, later still.
    */
   async moveAliases(repo: string): Promise<void> {
-    const versions = (await this.registry.manifests.tags(repo)).filter(isVersionTag);
-    const target = new Map<string, string>();
-    for (const v of versions) for (const alias of aliasesFor(v, versions)) target.set(alias, v);
-    for (const [alias, version] of target) {
-      const digest = await this.registry.manifests.resolveTag(repo, version);
-      if (!digest || (await this.registry.manifests.resolveTag(repo, alias)) === digest) continue;
-      // With the version's media type: a manifest need not carry a mediaType field.
-      const stored = await this.registry.manifests.get(repo, digest);
-      await this.registry.manifests.put(repo, alias, stored.bytes, stored.mediaType);
+    let previous: string | undefined;
+    for (let round = 0; round < 20; round++) {
+      const versions = (await this.registry.manifests.tags(repo)).filter(isVersionTag).sort();
+      const key = versions.join(' ');
+      if (key === previous) return;
+      previous = key;
+      const target = new Map<string, string>();
+      for (const v of versions) for (const alias of aliasesFor(v, versions)) target.set(alias, v);
+      for (const [alias, version] of target) {
+        const digest = await this.registry.manifests.resolveTag(repo, version);
+        if (!digest || (await this.registry.manifests.resolveTag(repo, alias)) === digest) continue;
+        // With the version's media type: a manifest need not carry a mediaType field.
+        const stored = await this.registry.manifests.get(repo, digest);
+        await this.registry.manifests.put(repo, alias, stored.bytes, stored.mediaType);
+      }
     }
   }
 
