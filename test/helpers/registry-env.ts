@@ -381,3 +381,30 @@ export function parseJsonLines(text: string): Array<Record<string, any>> {
 }
 
 export const rand = (n = 4) => randomBytes(n).toString('hex');
+
+/**
+ * A driver that holds the first putContent to a matching path for `ms` milliseconds: a slow
+ * registry instance, to force one interleaving of two concurrent requests.
+ */
+export function delayingDriver(inner: StorageDriver, match: (path: string) => boolean, ms: number): StorageDriver & { held: Promise<void> } {
+  let armed = true;
+  let reached!: () => void;
+  const held = new Promise<void>((r) => (reached = r));
+  return new Proxy(inner, {
+    get(target, prop, receiver) {
+      if (prop === 'held') return held;
+      if (prop === 'putContent') {
+        return async (path: string, content: Buffer, opts?: { ifNotExists?: boolean }) => {
+          if (armed && match(path)) {
+            armed = false;
+            reached();
+            await new Promise((r) => setTimeout(r, ms));
+          }
+          return target.putContent(path, content, opts);
+        };
+      }
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  }) as StorageDriver & { held: Promise<void> };
+}

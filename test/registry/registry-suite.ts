@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MediaType } from '../../format/oci.ts';
 import {
   blob,
+  delayingDriver,
   descriptor,
   digestOf,
   errorCode,
@@ -964,6 +965,34 @@ export function registrySuite(name: string, make: () => Promise<RegistryStorage>
       expect(latest).toBe(manifests[3]!.m.digest);
       expect((await req(a.url, 'HEAD', `/v2/${r}/manifests/2`)).headers.get('docker-content-digest')).toBe(manifests[3]!.m.digest);
       expect((await req(a.url, 'HEAD', `/v2/${r}/manifests/2.1`)).headers.get('docker-content-digest')).toBe(manifests[1]!.m.digest);
+    });
+
+    it('a slow instance publishing a lower version never leaves the aliases on it', async () => {
+      const r = repo('alias-race');
+      // instance c writes its first alias late: it decided on the aliases before 2.1.0 existed
+      const slow = delayingDriver(storage.driver(), (p) => p.includes(`/${r}/_manifests/tags/latest/`), 1500);
+      const c = await startRegistry(slow);
+      try {
+        const layer = randomBlob(100);
+        const [c1, c2] = [plainConfig('2.0.0'), plainConfig('2.1.0')];
+        for (const x of [c1, c2, layer]) await pushBlob(a.url, r, x);
+        const m1 = imageManifest({ config: c1, layers: [layer] });
+        const m2 = imageManifest({ config: c2, layers: [layer] });
+        const first = putManifest(c.url, r, '2.0.0', m1);
+        await slow.held; // c has published 2.0.0 and is about to point latest at it
+        const second = await putManifest(b.url, r, '2.1.0', m2);
+        expect(second.status).toBe(201);
+        expect((await first).status).toBe(201);
+        const digestOfTag = async (t: string) => (await req(a.url, 'HEAD', `/v2/${r}/manifests/${t}`)).headers.get('docker-content-digest');
+        expect({ latest: await digestOfTag('latest'), major: await digestOfTag('2'), '2.0': await digestOfTag('2.0'), '2.1': await digestOfTag('2.1') }).toEqual({
+          latest: m2.digest,
+          major: m2.digest,
+          '2.0': m1.digest,
+          '2.1': m2.digest,
+        });
+      } finally {
+        await c.close();
+      }
     });
 
     // ---- 5. real clients ------------------------------------------------------------------------
