@@ -87,7 +87,7 @@ export async function req(base: string, method: string, path: string, init: ReqI
   const r = await fetch(url, {
     method,
     headers: init.headers,
-    body: init.body as BodyInit | undefined,
+    body: init.body as RequestInit['body'],
     duplex: init.body instanceof ReadableStream ? 'half' : undefined,
     redirect: 'manual',
   } as RequestInit);

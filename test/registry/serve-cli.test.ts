@@ -63,7 +63,7 @@ describe('vztpl serve as a process', () => {
 
   it('takes its settings from a --config YAML, then VZTPL_* variables, then flags; defaults fill the rest', async () => {
     const [p1, p2, p3] = [await freePort(), await freePort(), await freePort()];
-    const [d1, d2, d3] = ['file', 'env', 'flag'].map((n) => join(work, `store-${n}`));
+    const [d1, d2, d3] = [join(work, 'store-file'), join(work, 'store-env'), join(work, 'store-flag')];
     const file = join(work, 'registry.yaml');
     // only listen and storage: logLevel (info), shutdownTimeout, s3 keep their defaults
     await writeFile(file, `# vztpl registry\nlisten: "127.0.0.1:${p1}"\nstorage: "fs:${d1}"\n`);
