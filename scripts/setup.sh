@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   # builder: bootstrapping and packing
   debootstrap mmdebstrap dnf rpm createrepo-c zstd xz-utils gzip tar attr util-linux
+  # host: the OCI runtime that runs containers (crun refuses hybrid cgroup v1 hosts)
+  runc
   # tests: RPM fixture repository and OCI clients
   rpm2cpio busybox-static skopeo podman
   # tests: a throwaway Ceph RGW as the S3 server (test/services/rgw.ts); ceph-common has the

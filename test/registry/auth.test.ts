@@ -52,6 +52,7 @@ function run(cmd: string, args: string[], opts: { input?: string; env?: NodeJS.P
       clearTimeout(timer);
       resolve({ code: code ?? -1, stdout, stderr });
     });
+    child.stdin.on('error', () => undefined); // a program may exit without reading its input
     child.stdin.end(opts.input ?? '');
   });
 }
