@@ -379,5 +379,10 @@ export function ociErrorHandler(err: Error & { statusCode?: number }, req: Fasti
   if (err instanceof InvalidOffsetError) return reply.code(416).send(new OciError('RANGE_INVALID', err.message).body());
   if (err.statusCode && err.statusCode < 500) return reply.code(err.statusCode).send(new OciError('UNSUPPORTED', err.message, undefined, err.statusCode).body());
   req.log.error({ err }, 'request failed');
+  // The storage is down or unreachable: 503 tells clients to retry, as the spec's UNAVAILABLE.
+  const cause = err as Error & { code?: string; cause?: { code?: string } };
+  if (err.name === 'S3StorageError' || ['ECONNREFUSED', 'ETIMEDOUT', 'ECONNRESET', 'EHOSTUNREACH'].includes(cause.code ?? cause.cause?.code ?? '')) {
+    return reply.code(503).header('Retry-After', '1').send(new OciError('UNAVAILABLE', 'storage unavailable, try again').body());
+  }
   return reply.code(500).send({ errors: [{ code: 'UNKNOWN', message: 'internal error' }] });
 }
