@@ -1,7 +1,11 @@
 #!/usr/bin/env node
 // vztpl: the command line. Each command lives in its own module, imported only when it runs,
 // so that a quick command (create, list) does not pay for the builder's or the server's imports.
+import module from 'node:module';
 import { ExitCode, VztplError } from '../common/errors.ts';
+
+// Compiled code is cached on disk between runs: start-up matters for `create`.
+module.enableCompileCache?.();
 
 interface Command {
   summary: string;
@@ -18,6 +22,13 @@ const COMMANDS: Record<string, Command> = {
   login: { summary: 'check and store credentials for a registry (vztpl push, host cache)', load: () => import('./commands/login.ts') },
   logout: { summary: 'remove stored credentials for a registry', load: () => import('./commands/logout.ts') },
   user: { summary: "manage the registry's users file (add, passwd, scopes, del, list)", load: () => import('./commands/user.ts') },
+  pull: { summary: 'pull a template into the host store (verified, deduplicated, safely extracted)', load: () => import('./commands/pull.ts') },
+  templates: { summary: 'list cached templates, their sizes and shared bytes', load: () => import('./commands/templates.ts') },
+  create: { summary: 'create a container from a template (create CTID --ostemplate NAME[@RANGE])', load: () => import('./commands/create.ts') },
+  exec: { summary: 'run a command in a container with runc/crun', load: () => import('./commands/exec.ts') },
+  list: { summary: "list the host's containers", load: () => import('./commands/list.ts') },
+  destroy: { summary: 'unmount and remove a container', load: () => import('./commands/destroy.ts') },
+  cache: { summary: 'cache prune [--max-size SIZE]: drop least recently used templates', load: () => import('./commands/cache.ts') },
   export: { summary: 'flatten a template into one tarball for existing hosts (.tar.gz, .tar.xz, .tar.zst)', load: () => import('./commands/export.ts') },
 };
 

@@ -9,6 +9,12 @@ export const ExitCode = {
   usage: 2,
   /** The host lacks a program; the message names the Debian package to install. */
   missingTool: 3,
+  /** Unknown template, unsatisfiable version range, unknown container. */
+  notFound: 4,
+  /** The registry cannot be reached. */
+  unavailable: 5,
+  /** The thing to create exists already (a CTID in use). */
+  conflict: 6,
   /** Interrupted by SIGINT/SIGTERM; everything was undone. */
   interrupted: 130,
 } as const;

@@ -2,7 +2,7 @@
 // /proc, /sys, /dev, binds) exists only inside that namespace and disappears with it: when the
 // command ends, fails, is interrupted, or vztpl itself is killed (-9 included, through the
 // parent-death signal), the kernel unmounts everything. Nothing can leak into the host's table.
-import { requirePrograms } from './run.ts';
+import { requirePrograms } from './programs.ts';
 
 const TOOLS = { unshare: 'util-linux', setpriv: 'util-linux' } as const;
 

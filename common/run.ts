@@ -1,34 +1,12 @@
 // Runs host programs through execa, streaming their output line by line to a logger and
 // keeping the last lines so that a failure can show them.
 import { execa, type Options } from 'execa';
-import { accessSync, constants } from 'node:fs';
-import { delimiter, join } from 'node:path';
-import { CommandError, MissingToolError } from './errors.ts';
+import { CommandError } from './errors.ts';
+import { findProgram, requirePrograms } from './programs.ts';
+
+export { findProgram, requirePrograms };
 
 const TAIL_LINES = 20;
-
-/** Finds a program on PATH (plus the sbin directories root's PATH may lack). */
-export function findProgram(program: string): string | undefined {
-  const dirs = (process.env.PATH ?? '').split(delimiter).concat(['/usr/local/sbin', '/usr/sbin', '/sbin']);
-  for (const dir of dirs) {
-    if (!dir) continue;
-    const candidate = join(dir, program);
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      /* keep looking */
-    }
-  }
-  return undefined;
-}
-
-/** Throws MissingToolError naming the Debian package for the first program that is missing. */
-export function requirePrograms(tools: Readonly<Record<string, string>>): void {
-  for (const [program, debianPackage] of Object.entries(tools)) {
-    if (!findProgram(program)) throw new MissingToolError(program, debianPackage);
-  }
-}
 
 export interface RunOptions {
   /** Human-readable description used in errors, e.g. 'step 3 (run)'. */

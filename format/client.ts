@@ -4,7 +4,7 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { VztplError } from '../common/errors.ts';
+import { ExitCode, VztplError } from '../common/errors.ts';
 import { registryKey, type Credentials } from './auth-file.ts';
 import type { Digest } from './digest.ts';
 
@@ -187,7 +187,7 @@ export class RegistryClient {
       return await fetch(url, { method, headers, body, duplex: body ? 'half' : undefined, redirect: 'follow' } as RequestInit);
     } catch (err) {
       if (raw instanceof Readable) raw.destroy();
-      throw new VztplError(`${init.what}: cannot reach ${this.base}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}`);
+      throw new VztplError(`${init.what}: cannot reach ${this.base}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}`, ExitCode.unavailable);
     }
   }
 
@@ -295,6 +295,28 @@ export class RegistryClient {
 
   async getBlob(repo: string, digest: Digest): Promise<Response> {
     return this.request('GET', `/v2/${repo}/blobs/${digest}`, { what: `GET blob ${digest}`, repo });
+  }
+
+  /**
+   * Resolves a version range with the vztpl catalog API. `undefined` when the registry has no
+   * such API (a plain OCI registry): the caller then resolves from the tags list.
+   */
+  async resolveVersion(repo: string, range: string): Promise<{ version: string; digest: Digest } | undefined> {
+    const res = await this.request('GET', `/api/v1/templates/${repo}/resolve?range=${encodeURIComponent(range)}`, {
+      what: `resolve ${repo}@${range}`,
+      repo,
+      ok: [200, 400, 404],
+    });
+    const text = await res.text();
+    let body: { version?: string; digest?: Digest; errors?: Array<{ code: string; message: string }> };
+    try {
+      body = JSON.parse(text);
+    } catch {
+      return undefined; // not our API
+    }
+    if (res.status === 200 && body.version && body.digest) return { version: body.version, digest: body.digest };
+    if (body.errors?.length) throw new RegistryError(`resolve ${repo}@${range}`, res.status, text);
+    return undefined;
   }
 
   async tags(repo: string): Promise<string[]> {

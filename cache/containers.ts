@@ -1,0 +1,198 @@
+// Containers: create from a cached template (overlay: a mount, milliseconds; reflink or copy:
+// a private tree), list, re-mount after a reboot, destroy. A container's record and bundle live
+// in containers/<ctid>/; its layers are never pruned while it exists.
+import { constants } from 'node:fs';
+import { lstat, mkdir, open, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { spawnQuiet } from '../common/spawn.ts';
+import { ExitCode, UsageError, VztplError } from '../common/errors.ts';
+import { isolated } from '../common/isolate.ts';
+import type { Digest } from '../format/digest.ts';
+import { isDigest } from '../format/digest.ts';
+import { resolveRange } from '../format/versions.ts';
+import { bundleConfig } from './bundle.ts';
+import { lockExclusive } from './lock.ts';
+import { isMounted, mountOverlay, overlayOptions, unmount } from './mounts.ts';
+import type { Store, TemplateRef } from './store.ts';
+
+export type Layout = 'overlay' | 'reflink' | 'copy';
+
+export interface ContainerRecord {
+  ctid: string;
+  template: { name: string; version: string; source: string; manifestDigest: Digest };
+  /** diff_ids, bottom first. */
+  layers: Digest[];
+  layout: Layout;
+  hostname: string;
+  created: string;
+}
+
+const CTID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+export function checkCtid(ctid: string): void {
+  if (!CTID.test(ctid)) throw new UsageError(`invalid CTID ${JSON.stringify(ctid)}: use a number (OpenVZ style) or a name of letters, digits, '.', '_', '-'`);
+}
+
+/** The cached version of `name` that satisfies `request` (range, version or digest), if any. */
+export function pickCached(refs: readonly TemplateRef[], name: string, request: string): TemplateRef | undefined {
+  const candidates = refs.filter((r) => r.name === name);
+  if (isDigest(request)) return candidates.find((r) => r.manifestDigest === request);
+  const version = resolveRange(request, candidates.map((r) => r.version)) ?? (candidates.some((r) => r.version === request) ? request : undefined);
+  return version ? candidates.filter((r) => r.version === version).sort((a, b) => b.pulledAt.localeCompare(a.pulledAt))[0] : undefined;
+}
+
+export interface CreateOptions {
+  store: Store;
+  ctid: string;
+  template: TemplateRef;
+  layout?: Layout;
+  hostname?: string;
+}
+
+function paths(store: Store, ctid: string) {
+  const dir = store.containerDir(ctid);
+  return { dir, upper: join(dir, 'upper'), work: join(dir, 'work'), rootfs: join(dir, 'rootfs'), record: join(dir, 'container.json'), bundle: join(dir, 'config.json') };
+}
+
+export async function createContainer(opts: CreateOptions): Promise<ContainerRecord> {
+  const { store, ctid, template } = opts;
+  checkCtid(ctid);
+  const layout = opts.layout ?? 'overlay';
+  const hostname = opts.hostname ?? `ct${ctid}`;
+  if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(hostname)) throw new UsageError(`invalid hostname ${JSON.stringify(hostname)}`);
+  for (const l of template.layers) {
+    if (!(await store.hasLayer(l.diffId))) throw new VztplError(`template ${template.name}:${template.version} is missing layer ${l.diffId}: pull it again`, ExitCode.notFound);
+  }
+  const p = paths(store, ctid);
+  const lock = await lockExclusive(store.lockPath(`ct-${ctid}`));
+  try {
+    // Built beside, renamed into place: a failed create leaves no container behind.
+    const staging = join(store.containersDir(), `.${ctid}.creating-${process.pid}`);
+    if (await exists(p.dir)) throw new VztplError(`container ${ctid} exists already (vztpl destroy ${ctid} first)`, ExitCode.conflict);
+    await rm(staging, { recursive: true, force: true });
+    const s = { upper: join(staging, 'upper'), work: join(staging, 'work'), rootfs: join(staging, 'rootfs') };
+    const record: ContainerRecord = {
+      ctid,
+      template: { name: template.name, version: template.version, source: template.source, manifestDigest: template.manifestDigest },
+      layers: template.layers.map((l) => l.diffId),
+      layout,
+      hostname,
+      created: new Date().toISOString(),
+    };
+    try {
+      await mkdir(s.rootfs, { recursive: true });
+      if (layout === 'overlay') {
+        await mkdir(s.upper);
+        await mkdir(s.work);
+      } else {
+        await privateCopy(store, record.layers, s.rootfs, layout);
+      }
+      await writeFile(join(staging, 'container.json'), JSON.stringify(record, null, 1));
+      await writeFile(join(staging, 'config.json'), JSON.stringify(bundleConfig({ rootfs: p.rootfs, hostname, args: template.cmd, env: template.env }), null, 1));
+      await rename(staging, p.dir);
+    } catch (err) {
+      await rm(staging, { recursive: true, force: true });
+      throw err;
+    }
+    try {
+      await mountRoot(store, record);
+      await personalize(p.rootfs, hostname);
+    } catch (err) {
+      await destroyContainer(store, ctid).catch(() => undefined);
+      throw err;
+    }
+    return record;
+  } finally {
+    await lock.release();
+  }
+}
+
+/** A private tree for hosts that need one: the layers merged by a read-only overlay, copied. */
+async function privateCopy(store: Store, layers: readonly Digest[], target: string, layout: 'reflink' | 'copy'): Promise<void> {
+  const lower = overlayOptions({ layers, upper: 'x', work: 'y' }).split(',')[0]!;
+  const reflink = layout === 'reflink' ? '--reflink=always' : '--reflink=never';
+  const script = `set -e; m=$(mktemp -d); mount -t overlay vztpl -o ${lower},ro "$m"; cp -a ${reflink} "$m"/. "$1"/`;
+  const [file, argv] = isolated(['/bin/sh', '-c', script, 'vztpl-copy', target]);
+  const result = await spawnQuiet(file, argv, { cwd: join(store.root, 'layers', 'sha256') });
+  if (result.exitCode !== 0) {
+    const hint = layout === 'reflink' && /reflink|Operation not supported|Invalid argument/.test(result.stderr) ? ` (the filesystem of ${store.root} has no reflinks: use --layout copy or overlay)` : '';
+    throw new VztplError(`copying the template into ${target} failed: ${result.stderr.trim()}${hint}`);
+  }
+}
+
+export async function mountRoot(store: Store, record: ContainerRecord): Promise<void> {
+  if (record.layout !== 'overlay') return;
+  const p = paths(store, record.ctid);
+  if (await isMounted(p.rootfs)) return;
+  await mountOverlay({ layersDir: join(store.root, 'layers', 'sha256'), layers: record.layers, upper: p.upper, work: p.work, target: p.rootfs });
+}
+
+/** Writes a file in the container without following a symlink the template put there. */
+async function writeInRoot(rootfs: string, rel: string, content: string, mode: number): Promise<void> {
+  const dir = join(rootfs, rel.split('/').slice(0, -1).join('/'));
+  const st = await lstat(dir).catch(() => undefined);
+  if (!st?.isDirectory()) throw new VztplError(`the template's ${dir.slice(rootfs.length)} is not a directory`);
+  const path = join(rootfs, rel);
+  const existing = await lstat(path).catch(() => undefined);
+  if (existing && !existing.isFile()) await unlink(path);
+  const fh = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, mode);
+  try {
+    await fh.writeFile(content);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** The container's own identity: hostname and a fresh machine-id. */
+async function personalize(rootfs: string, hostname: string): Promise<void> {
+  await writeInRoot(rootfs, 'etc/hostname', `${hostname}\n`, 0o644);
+  await writeInRoot(rootfs, 'etc/machine-id', `${randomBytes(16).toString('hex')}\n`, 0o444);
+}
+
+export async function readContainer(store: Store, ctid: string): Promise<ContainerRecord> {
+  checkCtid(ctid);
+  try {
+    return JSON.parse(await readFile(paths(store, ctid).record, 'utf8')) as ContainerRecord;
+  } catch {
+    throw new VztplError(`no container ${ctid}`, ExitCode.notFound);
+  }
+}
+
+export async function listContainers(store: Store): Promise<Array<ContainerRecord & { mounted: boolean }>> {
+  const out: Array<ContainerRecord & { mounted: boolean }> = [];
+  for (const name of await readdir(store.containersDir()).catch(() => [] as string[])) {
+    if (name.startsWith('.')) continue;
+    const record = await readContainer(store, name).catch(() => undefined);
+    if (!record) continue;
+    out.push({ ...record, mounted: record.layout === 'overlay' ? await isMounted(paths(store, name).rootfs) : true });
+  }
+  return out.sort((a, b) => a.ctid.localeCompare(b.ctid, undefined, { numeric: true }));
+}
+
+export async function destroyContainer(store: Store, ctid: string): Promise<void> {
+  checkCtid(ctid);
+  const p = paths(store, ctid);
+  if (!(await exists(p.dir))) throw new VztplError(`no container ${ctid}`, ExitCode.notFound);
+  const lock = await lockExclusive(store.lockPath(`ct-${ctid}`));
+  try {
+    if (await isMounted(p.rootfs)) await unmount(p.rootfs);
+    // Renamed away first, so a half-removed container is never listed.
+    const doomed = join(store.containersDir(), `.${ctid}.destroying-${process.pid}`);
+    await rename(p.dir, doomed);
+    await rm(doomed, { recursive: true, force: true });
+  } finally {
+    await lock.release();
+  }
+}
+
+export function containerPaths(store: Store, ctid: string) {
+  return paths(store, ctid);
+}
+
+async function exists(path: string): Promise<boolean> {
+  return lstat(path).then(
+    () => true,
+    () => false,
+  );
+}

@@ -1,0 +1,59 @@
+// Host-local exclusive locks between vztpl processes (concurrent pulls of one layer, creates of
+// one CTID). A lock is a file created with O_EXCL holding the owner's pid; a lock whose owner
+// is dead (kill -9, crash) is taken over. Node has no flock(2), and a pid-based lock is exact
+// on one host where mtime-based ones (proper-lockfile) must guess staleness during long work.
+import { open, readFile, rm, mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export interface Lock {
+  release(): Promise<void>;
+}
+
+async function tryAcquire(path: string): Promise<Lock | undefined> {
+  try {
+    const fh = await open(path, 'wx', 0o644);
+    await fh.writeFile(`${process.pid}\n`);
+    await fh.close();
+    return { release: () => rm(path, { force: true }) };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    return undefined;
+  }
+}
+
+/**
+ * Waits until the lock is ours. `ready` is polled while waiting: when it returns true (another
+ * process finished the work), undefined is returned without taking the lock.
+ */
+export async function acquire(path: string, opts: { ready?: () => Promise<boolean>; signal?: AbortSignal; pollMs?: number } = {}): Promise<Lock | undefined> {
+  await mkdir(dirname(path), { recursive: true });
+  for (;;) {
+    opts.signal?.throwIfAborted();
+    const lock = await tryAcquire(path);
+    if (lock) return lock;
+    if (opts.ready && (await opts.ready())) return undefined;
+    const owner = Number((await readFile(path, 'utf8').catch(() => '')).trim());
+    if (Number.isInteger(owner) && owner > 0 && !alive(owner)) {
+      // The owner died: remove its lock (only if it still is that owner's) and retry at once.
+      const again = Number((await readFile(path, 'utf8').catch(() => '')).trim());
+      if (again === owner) await rm(path, { force: true });
+      continue;
+    }
+    await sleep(opts.pollMs ?? 50);
+  }
+}
+
+/** Waits until the lock is ours. */
+export async function lockExclusive(path: string, signal?: AbortSignal): Promise<Lock> {
+  return (await acquire(path, { signal }))!;
+}

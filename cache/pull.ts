@@ -1,0 +1,176 @@
+// Pulling a template: resolve the name and range, fetch the manifest and config, then every
+// layer the host lacks, several at once, each digest-verified while it streams and extracted
+// into a temporary directory that is renamed into place whole. A layer shared by templates is
+// fetched and extracted once; concurrent pulls (several processes) wait on one lock per layer.
+import { createWriteStream } from 'node:fs';
+import { rename, rm, mkdir } from 'node:fs/promises';
+import { once } from 'node:events';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { ExitCode, VztplError } from '../common/errors.ts';
+import { sha256, isDigest, type Digest } from '../format/digest.ts';
+import { ociArchitecture, type ImageConfig } from '../format/oci.ts';
+import { acquire } from './lock.ts';
+import { extractLayer, sweepStaleTemps } from './extract.ts';
+import type { TemplateSource } from './source.ts';
+import { Store, type LayerRecord, type TemplateRef } from './store.ts';
+
+export type PullEvent =
+  | { event: 'resolved'; name: string; version: string; digest: Digest; layers: number; bytes: number; missing: number }
+  | { event: 'layer-start'; digest: Digest; size: number }
+  | { event: 'layer-progress'; digest: Digest; received: number; size: number }
+  | { event: 'layer-done'; digest: Digest; size: number; shared: boolean }
+  | { event: 'pulled'; name: string; version: string; digest: Digest; downloaded: number; seconds: number };
+
+export interface PullOptions {
+  store: Store;
+  source: TemplateSource;
+  name: string;
+  /** Range, version, tag or digest; default latest. */
+  request?: string;
+  concurrency?: number;
+  onEvent?: (e: PullEvent) => void;
+  signal?: AbortSignal;
+}
+
+interface ManifestJson {
+  mediaType?: string;
+  config: { digest: Digest; size: number; mediaType: string };
+  layers: Array<{ digest: Digest; size: number; mediaType: string }>;
+  manifests?: Array<{ digest: Digest; mediaType: string; platform?: { architecture: string; os: string } }>;
+}
+
+function hostArchitecture(): string {
+  return ociArchitecture({ x64: 'x86_64', arm64: 'aarch64' }[process.arch as 'x64' | 'arm64'] ?? process.arch);
+}
+
+export async function pull(opts: PullOptions): Promise<TemplateRef> {
+  const started = performance.now();
+  const { store, source, name } = opts;
+  const emit = opts.onEvent ?? (() => undefined);
+  await store.init();
+  await sweepStaleTemps(store.tmpDir());
+  const resolved = await source.resolve(name, opts.request ?? 'latest');
+  let manifestDigest = resolved.manifestDigest;
+  let { mediaType, bytes } = await source.manifest(name, manifestDigest);
+  let manifest = JSON.parse(bytes.toString('utf8')) as ManifestJson;
+  if (manifest.manifests) {
+    // An index: the host's platform.
+    const arch = hostArchitecture();
+    const pick = manifest.manifests.find((m) => m.platform?.os === 'linux' && m.platform.architecture === arch);
+    if (!pick) throw new VztplError(`${name}@${resolved.version}: no image for linux/${arch} in the index`, ExitCode.notFound);
+    manifestDigest = pick.digest;
+    ({ mediaType, bytes } = await source.manifest(name, manifestDigest));
+    manifest = JSON.parse(bytes.toString('utf8')) as ManifestJson;
+  }
+  if (!manifest.config || !Array.isArray(manifest.layers)) throw new VztplError(`${name}@${resolved.version}: not an image manifest (${mediaType})`);
+  await store.writeJson(store.blobPath(manifestDigest), JSON.parse(bytes.toString('utf8')));
+  const configBytes = await readAll(await source.blob(name, manifest.config.digest));
+  if (sha256(configBytes) !== manifest.config.digest) throw new VztplError(`${name}: config blob does not match its digest ${manifest.config.digest}`);
+  const config = JSON.parse(configBytes.toString('utf8')) as ImageConfig;
+  const diffIds = config.rootfs?.diff_ids ?? [];
+  if (diffIds.length !== manifest.layers.length || !diffIds.every(isDigest)) {
+    throw new VztplError(`${name}: the config names ${diffIds.length} layers, the manifest ${manifest.layers.length}`);
+  }
+  const layers: LayerRecord[] = manifest.layers.map((l, i) => ({ digest: l.digest, diffId: diffIds[i]!, mediaType: l.mediaType, size: l.size }));
+  const missing: LayerRecord[] = [];
+  for (const l of layers) if (!(await store.hasLayer(l.diffId)) && !missing.some((m) => m.diffId === l.diffId)) missing.push(l);
+  emit({ event: 'resolved', name, version: resolved.version, digest: manifestDigest, layers: layers.length, bytes: layers.reduce((n, l) => n + l.size, 0), missing: missing.length });
+
+  let downloaded = 0;
+  const queue = [...missing];
+  const worker = async () => {
+    for (let layer = queue.shift(); layer; layer = queue.shift()) downloaded += await fetchLayer(store, source, name, layer, emit, opts.signal);
+  };
+  await Promise.all(Array.from({ length: Math.min(opts.concurrency ?? 3, Math.max(1, queue.length)) }, worker));
+
+  // Config last: a reference is written only when every layer is in place.
+  await writeFileAtomic(store, store.blobPath(manifest.config.digest), configBytes);
+  const now = new Date().toISOString();
+  const ref: TemplateRef = {
+    source: source.id,
+    name,
+    version: resolved.version,
+    manifestDigest,
+    configDigest: manifest.config.digest,
+    layers,
+    env: config.config?.Env ?? [],
+    cmd: config.config?.Cmd ?? ['/bin/sh'],
+    architecture: config.architecture,
+    pulledAt: now,
+    lastUsed: now,
+  };
+  await store.saveRef(ref);
+  emit({ event: 'pulled', name, version: resolved.version, digest: manifestDigest, downloaded, seconds: (performance.now() - started) / 1000 });
+  return ref;
+}
+
+async function readAll(stream: AsyncIterable<Buffer>): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(c);
+  return Buffer.concat(chunks);
+}
+
+async function writeFileAtomic(store: Store, path: string, data: Buffer): Promise<void> {
+  const tmp = join(store.tmpDir(), `blob-${process.pid}-${randomBytes(6).toString('hex')}`);
+  const out = createWriteStream(tmp);
+  out.end(data);
+  await once(out, 'close');
+  await rename(tmp, path);
+}
+
+/** Downloads and extracts one layer unless another process does (or did) it. Returns bytes fetched. */
+async function fetchLayer(store: Store, source: TemplateSource, name: string, layer: LayerRecord, emit: (e: PullEvent) => void, signal?: AbortSignal): Promise<number> {
+  const lock = await acquire(store.lockPath(`layer-${layer.diffId.slice(7)}`), { ready: () => store.hasLayer(layer.diffId), signal });
+  if (!lock) {
+    emit({ event: 'layer-done', digest: layer.digest, size: layer.size, shared: true });
+    return 0;
+  }
+  try {
+    if (await store.hasLayer(layer.diffId)) {
+      emit({ event: 'layer-done', digest: layer.digest, size: layer.size, shared: true });
+      return 0;
+    }
+    emit({ event: 'layer-start', digest: layer.digest, size: layer.size });
+    await mkdir(store.tmpDir(), { recursive: true });
+    const blobTmp = join(store.tmpDir(), `blob-${process.pid}-${randomBytes(6).toString('hex')}`);
+    const blobFile = createWriteStream(blobTmp);
+    let received = 0;
+    let lastReport = 0;
+    const body = await source.blob(name, layer.digest);
+    // The compressed bytes go to the blob store as they pass to the extractor.
+    const tee = async function* (): AsyncGenerator<Buffer> {
+      for await (const chunk of body) {
+        received += chunk.length;
+        if (received > layer.size) throw new VztplError(`layer ${layer.digest}: more data than the manifest's ${layer.size} bytes`);
+        if (!blobFile.write(chunk)) await once(blobFile, 'drain');
+        if (received - lastReport > 4 << 20) {
+          lastReport = received;
+          emit({ event: 'layer-progress', digest: layer.digest, received, size: layer.size });
+        }
+        yield chunk;
+      }
+    };
+    const target = store.layerDir(layer.diffId);
+    try {
+      await rm(target, { recursive: true, force: true }); // a layer dir without its info file is incomplete
+      const result = await extractLayer(tee(), { mediaType: layer.mediaType, expectedDigest: layer.digest, expectedDiffId: layer.diffId, target, policy: {} });
+      blobFile.end();
+      await once(blobFile, 'close');
+      if (received !== layer.size) throw new VztplError(`layer ${layer.digest}: ${received} bytes, the manifest says ${layer.size}`);
+      await rename(blobTmp, store.blobPath(layer.digest));
+      // The info file marks the layer complete: written last.
+      await store.writeJson(store.layerInfoPath(layer.diffId), { diffId: layer.diffId, bytes: result.bytes, entries: result.entries });
+    } catch (err) {
+      blobFile.destroy();
+      await rm(blobTmp, { force: true });
+      await rm(target, { recursive: true, force: true });
+      throw err;
+    }
+    emit({ event: 'layer-done', digest: layer.digest, size: layer.size, shared: false });
+    return received;
+  } finally {
+    await lock.release();
+  }
+}
+

@@ -1,0 +1,128 @@
+// The host's template store, under one root (default /var/lib/vztpl):
+//   blobs/sha256/<hex>            compressed blobs: manifests, configs, layers
+//   layers/sha256/<hex>/          a layer extracted once, by diff_id, read-only, overlay-ready
+//   layers/sha256/<hex>.json      its size and entry count (for `templates` and pruning)
+//   refs/<registry>/<name>/<version>.json   a pulled template version -> manifest, layers
+//   containers/<ctid>/            container.json, config.json (OCI bundle), upper/, work/, rootfs/
+//   locks/, tmp/                  cross-process locks; work in progress (swept when stale)
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { digestHex, type Digest } from '../format/digest.ts';
+
+export const DEFAULT_ROOT = '/var/lib/vztpl';
+
+export interface LayerRecord {
+  digest: Digest;
+  diffId: Digest;
+  mediaType: string;
+  size: number;
+}
+
+export interface TemplateRef {
+  /** Registry base URL, or oci:DIR for a layout directory. */
+  source: string;
+  name: string;
+  version: string;
+  manifestDigest: Digest;
+  configDigest: Digest;
+  layers: LayerRecord[];
+  /** OCI config fields a container needs. */
+  env: string[];
+  cmd: string[];
+  architecture: string;
+  pulledAt: string;
+  lastUsed: string;
+}
+
+export interface LayerInfo {
+  diffId: Digest;
+  /** Bytes on disk (file sizes) of the extracted tree. */
+  bytes: number;
+  entries: number;
+}
+
+export class Store {
+  readonly root: string;
+  constructor(root: string) {
+    this.root = root;
+  }
+
+  blobPath(digest: Digest): string {
+    return join(this.root, 'blobs', 'sha256', digestHex(digest));
+  }
+  layerDir(diffId: Digest): string {
+    return join(this.root, 'layers', 'sha256', digestHex(diffId));
+  }
+  layerInfoPath(diffId: Digest): string {
+    return `${this.layerDir(diffId)}.json`;
+  }
+  lockPath(name: string): string {
+    return join(this.root, 'locks', name);
+  }
+  tmpDir(): string {
+    return join(this.root, 'tmp');
+  }
+  containersDir(): string {
+    return join(this.root, 'containers');
+  }
+  containerDir(ctid: string): string {
+    return join(this.root, 'containers', ctid);
+  }
+
+  /** refs/<source key>/<name>/<version>.json; the source key is the registry's host:port. */
+  refPath(source: string, name: string, version: string): string {
+    return join(this.root, 'refs', sourceKey(source), name, `${version}.json`);
+  }
+
+  async init(): Promise<void> {
+    for (const d of ['blobs/sha256', 'layers/sha256', 'refs', 'containers', 'locks', 'tmp']) await mkdir(join(this.root, d), { recursive: true });
+  }
+
+  async hasLayer(diffId: Digest): Promise<boolean> {
+    return readFile(this.layerInfoPath(diffId)).then(
+      () => true,
+      () => false,
+    );
+  }
+
+  async layerInfo(diffId: Digest): Promise<LayerInfo | undefined> {
+    return readFile(this.layerInfoPath(diffId), 'utf8').then(
+      (t) => JSON.parse(t) as LayerInfo,
+      () => undefined,
+    );
+  }
+
+  async writeJson(path: string, value: unknown): Promise<void> {
+    await mkdir(join(path, '..'), { recursive: true });
+    const tmp = `${path}.tmp-${process.pid}`;
+    await writeFile(tmp, JSON.stringify(value, null, 1));
+    await rename(tmp, path);
+  }
+
+  async saveRef(ref: TemplateRef): Promise<void> {
+    await this.writeJson(this.refPath(ref.source, ref.name, ref.version), ref);
+  }
+
+  /** Every cached template version. */
+  async refs(): Promise<TemplateRef[]> {
+    const out: TemplateRef[] = [];
+    const walk = async (dir: string): Promise<void> => {
+      for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+        const path = join(dir, entry.name);
+        if (entry.isDirectory()) await walk(path);
+        else if (entry.name.endsWith('.json')) out.push(JSON.parse(await readFile(path, 'utf8')) as TemplateRef);
+      }
+    };
+    await walk(join(this.root, 'refs'));
+    return out;
+  }
+
+  async removeRef(ref: TemplateRef): Promise<void> {
+    await rm(this.refPath(ref.source, ref.name, ref.version), { force: true });
+  }
+}
+
+export function sourceKey(source: string): string {
+  if (source.startsWith('oci:')) return `oci/${Buffer.from(source.slice(4)).toString('base64url')}`;
+  return new URL(source).host.replace(/[^A-Za-z0-9._-]/g, '_');
+}

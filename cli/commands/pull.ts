@@ -1,0 +1,54 @@
+import { UsageError } from '../../common/errors.ts';
+import { formatBytes } from '../../common/progress.ts';
+import { parseCommandArgs } from '../args.ts';
+import { emitter, HOST_HELP, HOST_OPTIONS, openStore, parseTemplateRequest, sourceFor } from '../host.ts';
+
+const HELP = `
+Usage: vztpl pull [REGISTRY/]NAME[@RANGE|@sha256:DIGEST] [options]
+
+Pulls a template into the host's store: resolves the version (latest, ^1.4, ~12.2, 1.2.3, a
+digest, or any tag), fetches only the layers the host lacks, several at once, verifies every
+digest while it streams, and extracts each layer once, safely. Concurrent pulls share layers.
+${HOST_HELP}
+`;
+
+export async function main(argv: string[]): Promise<number> {
+  const args = parseCommandArgs('pull', argv, { ...HOST_OPTIONS }, HELP);
+  if (!args) return 0;
+  const [target, ...extra] = args.positionals;
+  if (!target || extra.length) throw new UsageError(`pull: name one template\n${HELP}`);
+  const req = parseTemplateRequest(target);
+  const { store, registry } = openStore(args.values);
+  const source = await sourceFor(req, registry);
+  const { pull } = await import('../../cache/pull.ts');
+  const json = args.values.json;
+  const emit = emitter(json);
+  const tty = !json && process.stderr.isTTY;
+  const progress = new Map<string, { received: number; size: number }>();
+  const draw = () => {
+    if (!tty) return;
+    const received = [...progress.values()].reduce((n, p) => n + p.received, 0);
+    const size = [...progress.values()].reduce((n, p) => n + p.size, 0);
+    const width = 30;
+    const filled = size ? Math.round((received / size) * width) : 0;
+    process.stderr.write(`\r\x1b[K[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${formatBytes(received)} / ${formatBytes(size)}`);
+  };
+  const ref = await pull({
+    store,
+    source,
+    name: req.name,
+    request: req.request,
+    signal: undefined,
+    onEvent: (e) => {
+      emit(e);
+      if (e.event === 'layer-start') progress.set(e.digest, { received: 0, size: e.size });
+      if (e.event === 'layer-progress') progress.set(e.digest, { received: e.received, size: e.size });
+      if (e.event === 'layer-done' && progress.has(e.digest)) progress.set(e.digest, { received: e.size, size: e.size });
+      if (e.event === 'resolved' && !json) process.stderr.write(`${e.name}@${req.request} -> ${e.version} (${e.digest.slice(0, 19)}): ${e.layers} layers, ${e.missing} to fetch\n`);
+      draw();
+      if (e.event === 'pulled' && !json) process.stderr.write(`${tty ? '\n' : ''}pulled ${e.name}:${e.version}: ${formatBytes(e.downloaded)} downloaded in ${e.seconds.toFixed(1)}s\n`);
+    },
+  });
+  if (!json) process.stdout.write(`${ref.name}:${ref.version} ${ref.manifestDigest}\n`);
+  return 0;
+}
