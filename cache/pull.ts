@@ -64,7 +64,7 @@ export async function pull(opts: PullOptions): Promise<TemplateRef> {
     manifest = JSON.parse(bytes.toString('utf8')) as ManifestJson;
   }
   if (!manifest.config || !Array.isArray(manifest.layers)) throw new VztplError(`${name}@${resolved.version}: not an image manifest (${mediaType})`);
-  await store.writeJson(store.blobPath(manifestDigest), JSON.parse(bytes.toString('utf8')));
+  await writeFileAtomic(store, store.blobPath(manifestDigest), bytes);
   const configBytes = await readAll(await source.blob(name, manifest.config.digest));
   if (sha256(configBytes) !== manifest.config.digest) throw new VztplError(`${name}: config blob does not match its digest ${manifest.config.digest}`);
   const config = JSON.parse(configBytes.toString('utf8')) as ImageConfig;
