@@ -1,0 +1,123 @@
+// What a layer archive may contain, and the errors that say why one was refused. Layers come
+// from outside (any registry the host is pointed at), so the defaults are the strict ones an OS
+// template still passes: setuid binaries and file capabilities are allowed (passwd, su, ping
+// ship them), device nodes are not (a container's /dev is made by the runtime), and every
+// count and size is bounded.
+import type { Digest } from '../format/digest.ts';
+import { ExitCode, VztplError } from '../common/errors.ts';
+
+export interface ExtractPolicy {
+  /** Most entries (headers of every type, whiteouts included). Default 1,000,000. */
+  maxEntries?: number;
+  /**
+   * Most bytes of the uncompressed layer: the tar stream, so headers and padding count too, and
+   * the declared sizes of all files together. Default 64 GiB.
+   */
+  maxTotalBytes?: number;
+  /** Largest single file. Default 16 GiB. */
+  maxFileBytes?: number;
+  /** Longest path or symlink target, in bytes. Default 4096 (PATH_MAX). */
+  maxPathLength?: number;
+  /** Longest path component, in bytes. Default 255 (NAME_MAX). */
+  maxComponentLength?: number;
+  /**
+   * Device nodes. 'whiteouts-only' (default): OCI whiteouts (`.wh.NAME`) and char 0/0 entries
+   * (overlayfs' own whiteout form) are allowed, real devices refused. 'none': also refuses char
+   * 0/0 entries (`.wh.` whiteouts are plain files and always allowed). 'all': any char or block
+   * device is created (for templates that ship /dev nodes; the runtime usually makes them).
+   */
+  allowDevices?: 'none' | 'whiteouts-only' | 'all';
+  /** Files (not directories) with the setuid or setgid bit. Default true: OS templates ship them. */
+  allowSetuid?: boolean;
+  /** The security.capability xattr (file capabilities, setuid's finer-grained form). Default true. */
+  allowCapabilities?: boolean;
+  /**
+   * Hard links to files outside this layer. Only false: an extracted layer is a self-contained
+   * overlayfs lower dir, and a link into another layer's dir cannot be represented in it.
+   */
+  allowHardlinkOutsideLayer?: false;
+}
+
+export type ResolvedPolicy = Required<ExtractPolicy>;
+
+export const DEFAULT_EXTRACT_POLICY: Readonly<ResolvedPolicy> = Object.freeze({
+  maxEntries: 1_000_000,
+  maxTotalBytes: 64 * 2 ** 30,
+  maxFileBytes: 16 * 2 ** 30,
+  maxPathLength: 4096,
+  maxComponentLength: 255,
+  allowDevices: 'whiteouts-only',
+  allowSetuid: true,
+  allowCapabilities: true,
+  allowHardlinkOutsideLayer: false,
+});
+
+/**
+ * The defaults with `overrides` applied: the documented way to loosen (or tighten) extraction,
+ * e.g. `{ allowDevices: 'all' }` for a template that ships device nodes, `{ allowSetuid: false,
+ * allowCapabilities: false }` for layers that must not carry privileged binaries.
+ */
+export function resolveExtractPolicy(overrides: ExtractPolicy = {}): ResolvedPolicy {
+  const policy: ResolvedPolicy = { ...DEFAULT_EXTRACT_POLICY };
+  for (const [key, value] of Object.entries(overrides)) {
+    if (value !== undefined) (policy as unknown as Record<string, unknown>)[key] = value;
+  }
+  for (const key of ['maxEntries', 'maxTotalBytes', 'maxFileBytes', 'maxPathLength', 'maxComponentLength'] as const) {
+    if (!Number.isSafeInteger(policy[key]) || policy[key] < 0) throw new TypeError(`extract policy: ${key} must be a non-negative integer`);
+  }
+  if (!['none', 'whiteouts-only', 'all'].includes(policy.allowDevices)) throw new TypeError(`extract policy: allowDevices must be 'none', 'whiteouts-only' or 'all'`);
+  if (policy.allowHardlinkOutsideLayer !== false) throw new TypeError('extract policy: allowHardlinkOutsideLayer can only be false');
+  return policy;
+}
+
+/** An entry's name for a message: quoted, and cut short when a hostile archive made it huge. */
+function shown(entry: string): string {
+  const quoted = JSON.stringify(entry);
+  return quoted.length <= 300 ? quoted : `${quoted.slice(0, 240)}…" (${Buffer.byteLength(entry)} bytes)`;
+}
+
+/** Why a layer was not extracted. Nothing of it is left on disk when this is thrown. */
+export class LayerExtractError extends VztplError {
+  /** Digest of the layer blob. */
+  readonly layer: Digest;
+  /** The archive entry at fault ('./' for the root); undefined when the whole layer is. */
+  readonly entry: string | undefined;
+  readonly reason: string;
+  constructor(layer: Digest, entry: string | undefined, reason: string, options?: ErrorOptions) {
+    super(`layer ${layer}: ${entry === undefined ? '' : `entry ${shown(entry)} `}${reason}`, ExitCode.failure, options);
+    this.layer = layer;
+    this.entry = entry;
+    this.reason = reason;
+  }
+}
+
+/** The archive tries something unsafe: a path out of the root, a write through a symlink, ... */
+export class UnsafeArchiveError extends LayerExtractError {}
+
+/** An entry breaks one of the policy's limits (counts, sizes, lengths). */
+export class ArchiveLimitError extends LayerExtractError {}
+
+/** Not a well-formed layer: truncated, corrupt, unknown entry types, corrupt compression. */
+export class MalformedArchiveError extends LayerExtractError {}
+
+/** The blob or its uncompressed tar is not what the manifest and config say. */
+export class DigestMismatchError extends LayerExtractError {
+  readonly which: 'digest' | 'diff_id';
+  readonly expected: Digest;
+  readonly actual: Digest;
+  constructor(layer: Digest, which: 'digest' | 'diff_id', expected: Digest, actual: Digest) {
+    super(layer, undefined, `${which === 'digest' ? 'blob digest' : 'diff_id (digest of the uncompressed tar)'} is ${actual}, expected ${expected}`);
+    this.which = which;
+    this.expected = expected;
+    this.actual = actual;
+  }
+}
+
+/** The host failed while writing a valid layer (ENOSPC, EIO, ...): `code` is the errno name. */
+export class ExtractIOError extends LayerExtractError {
+  readonly code: string;
+  constructor(layer: Digest, entry: string | undefined, code: string, reason: string, options?: ErrorOptions) {
+    super(layer, entry, reason, options);
+    this.code = code;
+  }
+}
