@@ -3,7 +3,7 @@
 // into a temporary directory that is renamed into place whole. A layer shared by templates is
 // fetched and extracted once; concurrent pulls (several processes) wait on one lock per layer.
 import { createWriteStream } from 'node:fs';
-import { rename, rm, mkdir } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -49,7 +49,9 @@ export async function pull(opts: PullOptions): Promise<TemplateRef> {
   const { store, source, name } = opts;
   const emit = opts.onEvent ?? (() => undefined);
   await store.init();
-  await sweepStaleTemps(store.tmpDir());
+  // Work a killed pull left behind: extraction temps beside the layers, blob temps in tmp/.
+  await sweepStaleTemps(join(store.root, 'layers', 'sha256'));
+  await sweepDeadPidFiles(store.tmpDir());
   const resolved = await source.resolve(name, opts.request ?? 'latest');
   let manifestDigest = resolved.manifestDigest;
   let { mediaType, bytes } = await source.manifest(name, manifestDigest);
@@ -103,6 +105,19 @@ export async function pull(opts: PullOptions): Promise<TemplateRef> {
   await store.saveRef(ref);
   emit({ event: 'pulled', name, version: resolved.version, digest: manifestDigest, downloaded, seconds: (performance.now() - started) / 1000 });
   return ref;
+}
+
+/** tmp/<kind>-<pid>-<rand> entries of processes that are gone. */
+async function sweepDeadPidFiles(dir: string): Promise<void> {
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    const pid = Number(/^[a-z]+-(\d+)-/.exec(name)?.[1]);
+    if (!pid || pid === process.pid) continue;
+    try {
+      process.kill(pid, 0);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ESRCH') await rm(join(dir, name), { recursive: true, force: true });
+    }
+  }
 }
 
 async function readAll(stream: AsyncIterable<Buffer>): Promise<Buffer> {
