@@ -67,6 +67,7 @@ export async function createContainer(opts: CreateOptions): Promise<ContainerRec
   const p = paths(store, ctid);
   const lock = await lockExclusive(store.lockPath(`ct-${ctid}`));
   try {
+    await sweepStaleStaging(store);
     // Built beside, renamed into place: a failed create leaves no container behind.
     const staging = join(store.containersDir(), `.${ctid}.creating-${process.pid}`);
     if (await exists(p.dir)) throw new VztplError(`container ${ctid} exists already (vztpl destroy ${ctid} first)`, ExitCode.conflict);
@@ -183,6 +184,19 @@ export async function destroyContainer(store: Store, ctid: string): Promise<void
     await rm(doomed, { recursive: true, force: true });
   } finally {
     await lock.release();
+  }
+}
+
+/** Staging dirs of creates and destroys whose process died (they hold no mounts). */
+async function sweepStaleStaging(store: Store): Promise<void> {
+  for (const name of await readdir(store.containersDir()).catch(() => [] as string[])) {
+    const pid = Number(/^\..+\.(?:creating|destroying)-(\d+)$/.exec(name)?.[1]);
+    if (!pid || pid === process.pid) continue;
+    try {
+      process.kill(pid, 0);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ESRCH') await rm(join(store.containersDir(), name), { recursive: true, force: true });
+    }
   }
 }
 
