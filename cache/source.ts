@@ -3,7 +3,7 @@
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { ExitCode, UsageError, VztplError } from '../common/errors.ts';
-import { RegistryClient } from '../format/client.ts';
+import { RegistryClient, RegistryError } from '../format/client.ts';
 import { sha256, isDigest, type Digest } from '../format/digest.ts';
 import { OciLayout } from '../format/layout.ts';
 import { MediaType } from '../format/oci.ts';
@@ -31,6 +31,12 @@ function isRangeLike(request: string): boolean {
   return request === 'latest' || /^[\^~<>=*]|^\d+(\.\d+|\.x)*$|\s|\|\|/.test(request) || isVersionTag(request);
 }
 
+/** An unknown name, version, tag or digest is "not found" (exit 4), not a failure of the registry. */
+function notFound(err: unknown): never {
+  if (err instanceof RegistryError && err.status === 404) throw new VztplError(err.message, ExitCode.notFound, { cause: err });
+  throw err;
+}
+
 export class RegistrySource implements TemplateSource {
   readonly id: string;
   readonly client: RegistryClient;
@@ -40,6 +46,10 @@ export class RegistrySource implements TemplateSource {
   }
 
   async resolve(name: string, request: string): Promise<Resolved> {
+    return this.resolveAt(name, request).catch(notFound);
+  }
+
+  private async resolveAt(name: string, request: string): Promise<Resolved> {
     if (isDigest(request)) return { version: request, manifestDigest: request };
     if (isRangeLike(request)) {
       const viaCatalog = await this.client.resolveVersion(name, request);
@@ -57,7 +67,7 @@ export class RegistrySource implements TemplateSource {
   }
 
   async manifest(name: string, digest: Digest): Promise<{ mediaType: string; bytes: Buffer }> {
-    const m = await this.client.getManifest(name, digest, MANIFEST_ACCEPT);
+    const m = await this.client.getManifest(name, digest, MANIFEST_ACCEPT).catch(notFound);
     if (sha256(m.bytes) !== digest) throw new VztplError(`${name}@${digest}: the registry served a manifest with another digest (${sha256(m.bytes)})`);
     return { mediaType: m.mediaType, bytes: m.bytes };
   }
