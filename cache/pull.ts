@@ -78,6 +78,8 @@ export async function pull(opts: PullOptions): Promise<TemplateRef> {
   const missing: LayerRecord[] = [];
   for (const l of layers) if (!(await store.hasLayer(l.diffId)) && !missing.some((m) => m.diffId === l.diffId)) missing.push(l);
   emit({ event: 'resolved', name, version: resolved.version, digest: manifestDigest, layers: layers.length, bytes: layers.reduce((n, l) => n + l.size, 0), missing: missing.length });
+  // Layers the host has already (shared with a cached template): reported, not fetched.
+  for (const l of layers) if (!missing.some((m) => m.diffId === l.diffId)) emit({ event: 'layer-done', digest: l.digest, size: l.size, shared: true });
 
   let downloaded = 0;
   const queue = [...missing];
