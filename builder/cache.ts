@@ -2,9 +2,10 @@
 // (the parent layers, the step's definition, its input files, the repository metadata it
 // resolved against). An entry keeps the layer's tree, usable again as an overlayfs lower dir,
 // and its packed blobs. Entries appear by rename only, so a reader sees a whole entry or none.
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { sweepDeadPidEntries } from '../common/pids.ts';
 import { digestHex, type Digest } from '../format/digest.ts';
 import type { Compression, HistoryEntry, LockedPackage } from '../format/oci.ts';
 import type { PackedLayer } from '../format/tar/pack.ts';
@@ -63,12 +64,8 @@ export class StepCache {
 
   /** Work dirs of builds whose process is gone (killed, crashed) are deleted. */
   private async sweepStaleWork(): Promise<void> {
-    for (const name of await readdir(join(this.root, 'tmp'))) {
-      const pid = Number(name.split('-')[0]);
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) continue;
-      if (pid === process.pid) continue;
-      await rm(join(this.root, 'tmp', name), { recursive: true, force: true });
-    }
+    // Names are <pid>-<random>; anything else in tmp/ is no build's and goes too.
+    await sweepDeadPidEntries(join(this.root, 'tmp'), (name) => (/^\d+-/.test(name) ? Number(name.split('-')[0]) : 1 << 30));
   }
 
   /** A fresh private work dir, removed by the caller (or by the next build if we die). */
@@ -150,15 +147,6 @@ export class StepCache {
 
 function blobCompression(blob: CachedBlob): Compression {
   return blob.mediaType.endsWith('zstd') ? 'zstd' : 'gzip';
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -6,13 +6,14 @@ import { lstat, mkdir, open, readdir, readFile, rename, rm, unlink, writeFile } 
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { spawnQuiet } from '../common/spawn.ts';
+import { sweepDeadPidEntries } from '../common/pids.ts';
 import { ExitCode, UsageError, VztplError } from '../common/errors.ts';
 import { isolated } from '../common/isolate.ts';
 import type { Digest } from '../format/digest.ts';
 import { isDigest } from '../format/digest.ts';
 import { resolveRange } from '../format/versions.ts';
 import { bundleConfig } from './bundle.ts';
-import { lockExclusive } from './lock.ts';
+import { lockExclusive } from '../common/lock.ts';
 import { isMounted, mountOverlay, overlayOptions, unmount } from './mounts.ts';
 import type { Store, TemplateRef } from './store.ts';
 
@@ -67,7 +68,8 @@ export async function createContainer(opts: CreateOptions): Promise<ContainerRec
   const p = paths(store, ctid);
   const lock = await lockExclusive(store.lockPath(`ct-${ctid}`));
   try {
-    await sweepStaleStaging(store);
+    // Staging dirs of creates and destroys whose process died (they hold no mounts).
+    await sweepDeadPidEntries(store.containersDir(), (name) => Number(/^\..+\.(?:creating|destroying)-(\d+)$/.exec(name)?.[1]) || undefined);
     // Built beside, renamed into place: a failed create leaves no container behind.
     const staging = join(store.containersDir(), `.${ctid}.creating-${process.pid}`);
     if (await exists(p.dir)) throw new VztplError(`container ${ctid} exists already (vztpl destroy ${ctid} first)`, ExitCode.conflict);
@@ -184,19 +186,6 @@ export async function destroyContainer(store: Store, ctid: string): Promise<void
     await rm(doomed, { recursive: true, force: true });
   } finally {
     await lock.release();
-  }
-}
-
-/** Staging dirs of creates and destroys whose process died (they hold no mounts). */
-async function sweepStaleStaging(store: Store): Promise<void> {
-  for (const name of await readdir(store.containersDir()).catch(() => [] as string[])) {
-    const pid = Number(/^\..+\.(?:creating|destroying)-(\d+)$/.exec(name)?.[1]);
-    if (!pid || pid === process.pid) continue;
-    try {
-      process.kill(pid, 0);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ESRCH') await rm(join(store.containersDir(), name), { recursive: true, force: true });
-    }
   }
 }
 

@@ -3,14 +3,15 @@
 // into a temporary directory that is renamed into place whole. A layer shared by templates is
 // fetched and extracted once; concurrent pulls (several processes) wait on one lock per layer.
 import { createWriteStream } from 'node:fs';
-import { mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, rename, rm } from 'node:fs/promises';
+import { sweepDeadPidEntries } from '../common/pids.ts';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { ExitCode, VztplError } from '../common/errors.ts';
 import { sha256, isDigest, type Digest } from '../format/digest.ts';
 import { ociArchitecture, type ImageConfig } from '../format/oci.ts';
-import { acquire } from './lock.ts';
+import { acquire } from '../common/lock.ts';
 import { extractLayer, sweepStaleTemps } from './extract.ts';
 import type { TemplateSource } from './source.ts';
 import { Store, type LayerRecord, type TemplateRef } from './store.ts';
@@ -51,7 +52,7 @@ export async function pull(opts: PullOptions): Promise<TemplateRef> {
   await store.init();
   // Work a killed pull left behind: extraction temps beside the layers, blob temps in tmp/.
   await sweepStaleTemps(join(store.root, 'layers', 'sha256'));
-  await sweepDeadPidFiles(store.tmpDir());
+  await sweepDeadPidEntries(store.tmpDir(), (name) => Number(/^[a-z]+-(\d+)-/.exec(name)?.[1]) || undefined);
   const resolved = await source.resolve(name, opts.request ?? 'latest');
   let manifestDigest = resolved.manifestDigest;
   let { mediaType, bytes } = await source.manifest(name, manifestDigest);
@@ -107,19 +108,6 @@ export async function pull(opts: PullOptions): Promise<TemplateRef> {
   await store.saveRef(ref);
   emit({ event: 'pulled', name, version: resolved.version, digest: manifestDigest, downloaded, seconds: (performance.now() - started) / 1000 });
   return ref;
-}
-
-/** tmp/<kind>-<pid>-<rand> entries of processes that are gone. */
-async function sweepDeadPidFiles(dir: string): Promise<void> {
-  for (const name of await readdir(dir).catch(() => [] as string[])) {
-    const pid = Number(/^[a-z]+-(\d+)-/.exec(name)?.[1]);
-    if (!pid || pid === process.pid) continue;
-    try {
-      process.kill(pid, 0);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ESRCH') await rm(join(dir, name), { recursive: true, force: true });
-    }
-  }
 }
 
 async function readAll(stream: AsyncIterable<Buffer>): Promise<Buffer> {

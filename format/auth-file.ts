@@ -4,10 +4,10 @@
 // It reads $REGISTRY_AUTH_FILE alone when set, else its own file, then podman's and docker's
 // (${XDG_RUNTIME_DIR}/containers/auth.json or /run/containers/UID/auth.json,
 // ~/.config/containers/auth.json, ~/.docker/config.json), so a `podman login` serves vztpl too.
-import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { writeSecretFileAtomic } from '../common/secret-file.ts';
 
 export interface Credentials {
   username: string;
@@ -85,21 +85,7 @@ export async function findCredentials(registry: string, env: NodeJS.ProcessEnv =
 
 async function writeAuthFile(file: string, content: AuthFile): Promise<void> {
   await mkdir(dirname(file), { recursive: true, mode: 0o700 });
-  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  const handle = await open(tmp, 'wx', 0o600);
-  try {
-    await handle.writeFile(`${JSON.stringify(content, null, '\t')}\n`);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
-    await chmod(tmp, 0o600);
-    await rename(tmp, file);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
+  await writeSecretFileAtomic(file, `${JSON.stringify(content, null, '\t')}\n`);
 }
 
 /** Stores credentials for a registry (other entries and keys of the file are kept). */

@@ -9,9 +9,10 @@
 //
 // `vztpl user` edits it (atomically, mode 0600, under a lock file); the registry re-reads it
 // when it changes, so users can be added or removed while it serves.
-import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, open, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { writeSecretFileAtomic } from '../../common/secret-file.ts';
+import { withLock } from '../../common/lock.ts';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { z } from 'zod';
 import { compilePattern, isValidPattern } from './glob.ts';
@@ -96,51 +97,9 @@ export function serializeUsers(users: User[], file: string): string {
   return `# vztpl registry users: edit with "vztpl user" (passwords are scrypt hashes)\n${stringifyYaml(doc)}`;
 }
 
-/** Writes a file atomically (temp file in the same directory, fsync, rename) with mode 0600. */
-export async function writeFileAtomic(file: string, content: string): Promise<void> {
-  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  const handle = await open(tmp, 'wx', 0o600);
-  try {
-    await handle.writeFile(content);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
-    await chmod(tmp, 0o600);
-    await rename(tmp, file);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
-}
-
-/** Runs `fn` holding FILE.lock (created exclusively; a lock older than 30 s is taken as stale). */
+/** Runs `fn` holding FILE.lock (a lock whose process died is taken over). */
 export async function withFileLock<T>(file: string, fn: () => Promise<T>): Promise<T> {
-  const lock = `${file}.lock`;
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      const handle = await open(lock, 'wx', 0o600);
-      await handle.writeFile(String(process.pid));
-      await handle.close();
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const info = await stat(lock).catch(() => undefined);
-      if (info && Date.now() - info.mtimeMs > 30_000) {
-        await unlink(lock).catch(() => undefined);
-        continue;
-      }
-      if (Date.now() > deadline) throw new Error(`${file} is locked by another process (${lock}); remove the lock file if no vztpl user command is running`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  try {
-    return await fn();
-  } finally {
-    await unlink(lock).catch(() => undefined);
-  }
+  return withLock(`${file}.lock`, fn, { timeoutMs: 10_000 });
 }
 
 /** Reads, changes and writes back a users file under its lock. */
@@ -149,7 +108,7 @@ export async function updateUsers(file: string, change: (users: User[]) => User[
   return withFileLock(file, async () => {
     const users = await change(await readUsers(file, { missingOk: true }));
     parseUsers(serializeUsers(users, file), file); // never write what could not be read back
-    await writeFileAtomic(file, serializeUsers(users, file));
+    await writeSecretFileAtomic(file, serializeUsers(users, file));
     return users;
   });
 }

@@ -1,19 +1,11 @@
 // Host-local exclusive locks between vztpl processes (concurrent pulls of one layer, creates of
-// one CTID). A lock is a file created with O_EXCL holding the owner's pid; a lock whose owner
-// is dead (kill -9, crash) is taken over. Node has no flock(2), and a pid-based lock is exact
+// one CTID, edits of a users file). A lock is a file created with O_EXCL holding the owner's
+// pid; a lock whose owner is dead (kill -9, crash) is taken over. Node has no flock(2), and a pid-based lock is exact
 // on one host where mtime-based ones (proper-lockfile) must guess staleness during long work.
 import { open, readFile, rm, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+import { pidAlive } from './pids.ts';
 
 export interface Lock {
   release(): Promise<void>;
@@ -35,15 +27,20 @@ async function tryAcquire(path: string): Promise<Lock | undefined> {
  * Waits until the lock is ours. `ready` is polled while waiting: when it returns true (another
  * process finished the work), undefined is returned without taking the lock.
  */
-export async function acquire(path: string, opts: { ready?: () => Promise<boolean>; signal?: AbortSignal; pollMs?: number } = {}): Promise<Lock | undefined> {
+export async function acquire(
+  path: string,
+  opts: { ready?: () => Promise<boolean>; signal?: AbortSignal; pollMs?: number; timeoutMs?: number } = {},
+): Promise<Lock | undefined> {
   await mkdir(dirname(path), { recursive: true });
+  const deadline = opts.timeoutMs === undefined ? Infinity : Date.now() + opts.timeoutMs;
   for (;;) {
     opts.signal?.throwIfAborted();
+    if (Date.now() > deadline) throw new LockTimeoutError(path);
     const lock = await tryAcquire(path);
     if (lock) return lock;
     if (opts.ready && (await opts.ready())) return undefined;
     const owner = Number((await readFile(path, 'utf8').catch(() => '')).trim());
-    if (Number.isInteger(owner) && owner > 0 && !alive(owner)) {
+    if (Number.isInteger(owner) && owner > 0 && !pidAlive(owner)) {
       // The owner died: remove its lock (only if it still is that owner's) and retry at once.
       const again = Number((await readFile(path, 'utf8').catch(() => '')).trim());
       if (again === owner) await rm(path, { force: true });
@@ -53,7 +50,24 @@ export async function acquire(path: string, opts: { ready?: () => Promise<boolea
   }
 }
 
-/** Waits until the lock is ours. */
-export async function lockExclusive(path: string, signal?: AbortSignal): Promise<Lock> {
-  return (await acquire(path, { signal }))!;
+/** Waits until the lock is ours (at most timeoutMs, when given). */
+export async function lockExclusive(path: string, opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<Lock> {
+  return (await acquire(path, opts))!;
+}
+
+export class LockTimeoutError extends Error {
+  constructor(path: string) {
+    super(`${path} is held by a running process; try again when it is done`);
+    this.name = 'LockTimeoutError';
+  }
+}
+
+/** Runs fn holding the lock at `path`. */
+export async function withLock<T>(path: string, fn: () => Promise<T>, opts: { timeoutMs?: number } = {}): Promise<T> {
+  const lock = await lockExclusive(path, opts);
+  try {
+    return await fn();
+  } finally {
+    await lock.release();
+  }
 }
