@@ -10,7 +10,7 @@
 // `vztpl user` edits it (atomically, mode 0600, under a lock file); the registry re-reads it
 // when it changes, so users can be added or removed while it serves.
 import { mkdir, readFile, stat } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { writeSecretFileAtomic } from '../../common/secret-file.ts';
 import { withLock } from '../../common/lock.ts';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
