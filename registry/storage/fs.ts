@@ -25,6 +25,7 @@ import {
   type FileWriter,
   type StorageDriver,
 } from './driver.ts';
+import { Serial } from './serial.ts';
 
 export interface FsDriverOptions {
   /** Directory holding the store; created if missing. */
@@ -347,7 +348,7 @@ class FsWriter implements FileWriter {
   private readonly fh: FileHandle;
   private written = 0;
   private state: 'open' | 'committed' | 'cancelled' | 'failed' = 'open';
-  private queue: Promise<void> = Promise.resolve();
+  private readonly serialized = new Serial();
 
   constructor(driver: FsDriver, dest: string, tmpPath: string, fh: FileHandle) {
     this.driver = driver;
@@ -361,12 +362,7 @@ class FsWriter implements FileWriter {
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(fn);
-    this.queue = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    return run;
+    return this.serialized.run(fn);
   }
 
   private checkOpen(): void {

@@ -44,6 +44,7 @@ import {
   type FileWriter,
   type StorageDriver,
 } from './driver.ts';
+import { Serial } from './serial.ts';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -446,7 +447,7 @@ class S3Writer implements FileWriter {
   private readonly inflight = new Set<Promise<void>>();
   private failure: unknown;
   private state: 'open' | 'committed' | 'cancelled' | 'failed' = 'open';
-  private queue: Promise<void> = Promise.resolve();
+  private readonly serialized = new Serial();
 
   constructor(driver: S3Driver, key: string) {
     this.driver = driver;
@@ -462,12 +463,7 @@ class S3Writer implements FileWriter {
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(fn);
-    this.queue = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    return run;
+    return this.serialized.run(fn);
   }
 
   private checkOpen(): void {
