@@ -18,40 +18,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PathNotFoundError } from '../../registry/storage/driver.ts';
 import { S3Driver, S3StorageError, type S3DriverOptions } from '../../registry/storage/s3.ts';
 import { missingCephBinaries, startRgw } from '../services/rgw.ts';
-import { s3TestEnv, type S3TestEnv } from '../services/s3-env.ts';
+import { s3TestEnv } from '../services/s3-env.ts';
+import { adminClient, emptyPrefix, listUploads } from '../services/s3-admin.ts';
 import { driverSuite, expectSameBytes, readAll } from './driver-suite.ts';
 
 const MiB = 1024 * 1024;
 const env = s3TestEnv();
-
-function adminClient(e: Pick<S3TestEnv, 'endpoint' | 'accessKeyId' | 'secretAccessKey' | 'region'>): S3Client {
-  return new S3Client({
-    endpoint: e.endpoint,
-    region: e.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: e.accessKeyId, secretAccessKey: e.secretAccessKey },
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  });
-}
-
-async function listUploads(client: S3Client, Bucket: string, Prefix?: string): Promise<MultipartUpload[]> {
-  const out = await client.send(new ListMultipartUploadsCommand({ Bucket, Prefix }));
-  return out.Uploads ?? [];
-}
-
-/** Deletes every object and upload under a prefix (the whole bucket for ''). */
-async function emptyPrefix(client: S3Client, Bucket: string, Prefix: string): Promise<void> {
-  for (;;) {
-    const out = await client.send(new ListObjectsV2Command({ Bucket, Prefix: Prefix || undefined }));
-    const keys = (out.Contents ?? []).flatMap((c) => (c.Key ? [{ Key: c.Key }] : []));
-    if (!keys.length) break;
-    await client.send(new DeleteObjectsCommand({ Bucket, Delete: { Objects: keys, Quiet: true } }));
-  }
-  for (const u of await listUploads(client, Bucket, Prefix || undefined)) {
-    await client.send(new AbortMultipartUploadCommand({ Bucket, Key: u.Key, UploadId: u.UploadId }));
-  }
-}
 
 if (!env) {
   describe('s3 driver', () => {

@@ -61,7 +61,7 @@ describe('operations endpoints', () => {
     const broken = await fetch(`${base}/v2/ops/test/manifests/1.0.0`);
     failGetContent = false;
     expect(broken.status).toBe(500);
-    expect((await broken.json()).errors[0].code).toBe('UNKNOWN');
+    expect(((await broken.json()) as { errors: Array<{ code: string }> }).errors[0]!.code).toBe("UNKNOWN");
 
     const after = await (await fetch(`${base}/metrics`)).text();
     expect(after).toContain('# TYPE vztpl_http_request_duration_seconds histogram');

@@ -31,33 +31,12 @@ import {
   type Res,
 } from '../helpers/registry-env.ts';
 import { missingCephBinaries, startRgw } from '../services/rgw.ts';
-import { s3TestEnv, type S3TestEnv } from '../services/s3-env.ts';
+import { s3TestEnv } from '../services/s3-env.ts';
+import { adminClient, emptyPrefix } from '../services/s3-admin.ts';
 import { registrySuite } from './registry-suite.ts';
 
 const MiB = 1024 * 1024;
 const env = s3TestEnv();
-
-function adminClient(e: Pick<S3TestEnv, 'endpoint' | 'accessKeyId' | 'secretAccessKey' | 'region'>): S3Client {
-  return new S3Client({
-    endpoint: e.endpoint,
-    region: e.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: e.accessKeyId, secretAccessKey: e.secretAccessKey },
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  });
-}
-
-async function emptyBucket(client: S3Client, Bucket: string): Promise<void> {
-  for (;;) {
-    const out = await client.send(new ListObjectsV2Command({ Bucket }));
-    const keys = (out.Contents ?? []).flatMap((c) => (c.Key ? [{ Key: c.Key }] : []));
-    if (!keys.length) break;
-    await client.send(new DeleteObjectsCommand({ Bucket, Delete: { Objects: keys, Quiet: true } }));
-  }
-  const uploads = await client.send(new ListMultipartUploadsCommand({ Bucket }));
-  for (const u of uploads.Uploads ?? []) await client.send(new AbortMultipartUploadCommand({ Bucket, Key: u.Key, UploadId: u.UploadId }));
-}
 
 if (!env) {
   describe('registry end to end on s3', () => {
@@ -93,7 +72,7 @@ if (!env) {
         return (out.Uploads ?? []).map((u) => `multipart ${u.Key}`);
       },
       cleanup: async () => {
-        await emptyBucket(admin, Bucket);
+        await emptyPrefix(admin, Bucket);
         await admin.send(new DeleteBucketCommand({ Bucket }));
         for (const d of drivers) d.destroy();
       },
@@ -219,7 +198,7 @@ if (!env) {
       } finally {
         await reg.close();
         driver.destroy();
-        await emptyBucket(faultAdmin, Bucket).catch(() => undefined);
+        await emptyPrefix(faultAdmin, Bucket).catch(() => undefined);
         faultAdmin.destroy();
         await rgw.stop();
       }
