@@ -10,7 +10,7 @@ import { sweepDeadPidEntries } from '../common/pids.ts';
 import { ExitCode, UsageError, VztplError } from '../common/errors.ts';
 import { isolated } from '../common/isolate.ts';
 import type { Digest } from '../format/digest.ts';
-import { isDigest } from '../format/digest.ts';
+import { digestHex, isDigest } from '../format/digest.ts';
 import { resolveRange } from '../format/versions.ts';
 import { bundleConfig } from './bundle.ts';
 import { lockExclusive } from '../common/lock.ts';
@@ -111,16 +111,40 @@ export async function createContainer(opts: CreateOptions): Promise<ContainerRec
   }
 }
 
-/** A private tree for hosts that need one: the layers merged by a read-only overlay, copied. */
+/**
+ * A private tree for hosts that need one. copy: the layers merged by a read-only overlay, copied.
+ * reflink: clones only work within one filesystem, and the merged view is another one (cp from it
+ * fails with EXDEV), so the copy is made inside a writable overlay whose upper dir is beside the
+ * target: overlayfs passes each clone on to the real files (layer -> upper dir, one filesystem),
+ * and the finished copy is moved from the upper dir into place. Mounts live in a private
+ * namespace; the work dirs beside the target are removed.
+ */
 async function privateCopy(store: Store, layers: readonly Digest[], target: string, layout: 'reflink' | 'copy'): Promise<void> {
-  const lower = overlayOptions({ layers, upper: 'x', work: 'y' }).split(',')[0]!;
-  const reflink = layout === 'reflink' ? '--reflink=always' : '--reflink=never';
-  const script = `set -e; m=$(mktemp -d); mount -t overlay vztpl -o ${lower},ro "$m"; cp -a ${reflink} "$m"/. "$1"/`;
-  const [file, argv] = isolated(['/bin/sh', '-c', script, 'vztpl-copy', target]);
+  const work = `${target}.${layout}`;
+  const options =
+    layout === 'reflink' ? overlayOptions({ layers, upper: join(work, 'upper'), work: join(work, 'work') }) : `${overlayOptions({ layers, upper: 'x', work: 'y' }).split(',')[0]!},ro`;
+  const top = digestHex(layers.at(-1)!);
+  const steps =
+    layout === 'reflink'
+      ? [
+          'mkdir "$2" "$2/upper" "$2/work" "$2/merged"',
+          'mount -t overlay vztpl -o "$3" "$2/merged"',
+          'mkdir "$2/merged/.vztpl-copy"',
+          'find "$2/merged" -mindepth 1 -maxdepth 1 ! -name .vztpl-copy -exec cp -a --reflink=always -t "$2/merged/.vztpl-copy" -- {} +',
+          'umount "$2/merged"',
+          'rmdir "$1"; mv "$2/upper/.vztpl-copy" "$1"; rm -rf "$2"',
+          // The root's own attributes: the top layer's, as the merged view shows them.
+          `chown --reference=${top} "$1"; chmod --reference=${top} "$1"; touch -r ${top} "$1"`,
+        ]
+      : ['mkdir "$2"', 'mount -t overlay vztpl -o "$3" "$2"', 'cp -a --reflink=never "$2"/. "$1"/', 'umount "$2"; rmdir "$2"'];
+  const [file, argv] = isolated(['/bin/sh', '-c', ['set -e', ...steps].join('\n'), 'vztpl-copy', target, work, options]);
   const result = await spawnQuiet(file, argv, { cwd: join(store.root, 'layers', 'sha256') });
   if (result.exitCode !== 0) {
-    const hint = layout === 'reflink' && /reflink|Operation not supported|Invalid argument/.test(result.stderr) ? ` (the filesystem of ${store.root} has no reflinks: use --layout copy or overlay)` : '';
-    throw new VztplError(`copying the template into ${target} failed: ${result.stderr.trim()}${hint}`);
+    const hint = layout === 'reflink' && /reflink|clone|Operation not supported|Invalid argument|cross-device/.test(result.stderr) ? ` (the filesystem of ${store.root} has no reflinks: use --layout copy or overlay)` : '';
+    // cp reports every file it could not copy: the first lines say why.
+    const lines = result.stderr.trim().split('\n');
+    const shown = lines.length > 5 ? [...lines.slice(0, 5), `(${lines.length - 5} more lines)`] : lines;
+    throw new VztplError(`copying the template into ${target} failed: ${shown.join('\n')}${hint}`);
   }
 }
 
