@@ -46,6 +46,17 @@ function hostArchitecture(): string {
 }
 
 export async function pull(opts: PullOptions): Promise<TemplateRef> {
+  try {
+    return await pullTemplate(opts);
+  } catch (err) {
+    // The store's filesystem failing (ENOSPC, EIO, EROFS): a clear error, not an internal one.
+    const code = (err as NodeJS.ErrnoException | undefined)?.code;
+    if (err instanceof VztplError || typeof code !== 'string' || !/^E[A-Z0-9]+$/.test(code)) throw err;
+    throw new VztplError(`pulling ${opts.name} into ${opts.store.root} failed: ${(err as Error).message}`, ExitCode.failure, { cause: err });
+  }
+}
+
+async function pullTemplate(opts: PullOptions): Promise<TemplateRef> {
   const started = performance.now();
   const { store, source, name } = opts;
   const emit = opts.onEvent ?? (() => undefined);
@@ -67,7 +78,6 @@ export async function pull(opts: PullOptions): Promise<TemplateRef> {
     manifest = JSON.parse(bytes.toString('utf8')) as ManifestJson;
   }
   if (!manifest.config || !Array.isArray(manifest.layers)) throw new VztplError(`${name}@${resolved.version}: not an image manifest (${mediaType})`);
-  await writeFileAtomic(store, store.blobPath(manifestDigest), bytes);
   const configBytes = await readAll(await source.blob(name, manifest.config.digest));
   if (sha256(configBytes) !== manifest.config.digest) throw new VztplError(`${name}: config blob does not match its digest ${manifest.config.digest}`);
   const config = JSON.parse(configBytes.toString('utf8')) as ImageConfig;
@@ -84,12 +94,26 @@ export async function pull(opts: PullOptions): Promise<TemplateRef> {
 
   let downloaded = 0;
   const queue = [...missing];
+  // The first layer that fails stops the others, and each cleans up before the error is thrown.
+  const failed = new AbortController();
+  const signal = opts.signal ? AbortSignal.any([opts.signal, failed.signal]) : failed.signal;
   const worker = async () => {
-    for (let layer = queue.shift(); layer; layer = queue.shift()) downloaded += await fetchLayer(store, source, name, layer, emit, opts.signal);
+    for (let layer = queue.shift(); layer; layer = queue.shift()) {
+      signal.throwIfAborted();
+      downloaded += await fetchLayer(store, source, name, layer, emit, signal);
+    }
   };
-  await Promise.all(Array.from({ length: Math.min(opts.concurrency ?? 3, Math.max(1, queue.length)) }, worker));
+  const workers = Array.from({ length: Math.min(opts.concurrency ?? 3, Math.max(1, queue.length)) }, () =>
+    worker().catch((err: unknown) => {
+      if (!failed.signal.aborted) failed.abort(err);
+      throw err;
+    }),
+  );
+  const settled = await Promise.allSettled(workers);
+  if (settled.some((r) => r.status === 'rejected')) throw failed.signal.reason;
 
-  // Config last: a reference is written only when every layer is in place.
+  // Manifest and config last: a reference is written only when every layer is in place.
+  await writeFileAtomic(store, store.blobPath(manifestDigest), bytes);
   await writeFileAtomic(store, store.blobPath(manifest.config.digest), configBytes);
   const now = new Date().toISOString();
   const ref: TemplateRef = {
@@ -138,17 +162,23 @@ async function fetchLayer(store: Store, source: TemplateSource, name: string, la
     }
     emit({ event: 'layer-start', digest: layer.digest, size: layer.size });
     await mkdir(store.tmpDir(), { recursive: true });
+    const body = await source.blob(name, layer.digest);
     const blobTmp = join(store.tmpDir(), `blob-${process.pid}-${randomBytes(6).toString('hex')}`);
     const blobFile = createWriteStream(blobTmp);
+    // A failed write (ENOSPC) is an error of this layer, never an unhandled 'error' event.
+    let writeError: Error | undefined;
+    blobFile.on('error', (err) => (writeError ??= err));
+    const writeFailed = (err: Error) => new VztplError(`layer ${layer.digest}: writing the blob to ${blobTmp} failed: ${err.message}`, ExitCode.failure, { cause: err });
     let received = 0;
     let lastReport = 0;
-    const body = await source.blob(name, layer.digest);
     // The compressed bytes go to the blob store as they pass to the extractor.
     const tee = async function* (): AsyncGenerator<Buffer> {
       for await (const chunk of body) {
+        signal?.throwIfAborted();
         received += chunk.length;
         if (received > layer.size) throw new VztplError(`layer ${layer.digest}: more data than the manifest's ${layer.size} bytes`);
-        if (!blobFile.write(chunk)) await once(blobFile, 'drain');
+        if (writeError) throw writeFailed(writeError);
+        if (!blobFile.write(chunk)) await once(blobFile, 'drain').catch((err: Error) => Promise.reject(writeFailed(writeError ?? err)));
         if (received - lastReport > 4 << 20) {
           lastReport = received;
           emit({ event: 'layer-progress', digest: layer.digest, received, size: layer.size });
@@ -162,6 +192,7 @@ async function fetchLayer(store: Store, source: TemplateSource, name: string, la
       const result = await extractLayer(tee(), { mediaType: layer.mediaType, expectedDigest: layer.digest, expectedDiffId: layer.diffId, target, policy: {} });
       blobFile.end();
       await once(blobFile, 'close');
+      if (writeError) throw writeFailed(writeError);
       if (received !== layer.size) throw new VztplError(`layer ${layer.digest}: ${received} bytes, the manifest says ${layer.size}`);
       await rename(blobTmp, store.blobPath(layer.digest));
       // The info file marks the layer complete: written last.
