@@ -37,6 +37,8 @@ export async function templateUsage(store: Store): Promise<{ templates: Template
 export interface PruneReport {
   removedTemplates: string[];
   removedLayers: Digest[];
+  /** Manifests, configs and compressed layers no remaining template refers to. */
+  removedBlobs: Digest[];
   freedBytes: number;
   totalBytes: number;
 }
@@ -50,7 +52,7 @@ export async function prune(store: Store, maxBytes: number): Promise<PruneReport
   const pinned = new Set(containers.flatMap((c) => c.layers));
   const inUse = new Set(containers.map((c) => c.template.manifestDigest));
   let refs = await store.refs();
-  const report: PruneReport = { removedTemplates: [], removedLayers: [], freedBytes: 0, totalBytes: 0 };
+  const report: PruneReport = { removedTemplates: [], removedLayers: [], removedBlobs: [], freedBytes: 0, totalBytes: 0 };
   const layerBytes = async (d: Digest) => (await store.layerInfo(d))?.bytes ?? 0;
   const needed = () => new Set([...pinned, ...refs.flatMap((r) => r.layers.map((l) => l.diffId))]);
   const total = async () => {
@@ -82,6 +84,15 @@ export async function prune(store: Store, maxBytes: number): Promise<PruneReport
     await rm(doomed, { recursive: true, force: true });
     report.removedLayers.push(d);
     report.freedBytes += bytes;
+  }
+  // The blobs of the removed templates (their compressed layers are as large as the rest).
+  const blobs = join(store.root, 'blobs', 'sha256');
+  const referenced = new Set(refs.flatMap((r) => [r.manifestDigest, r.configDigest, ...r.layers.map((l) => l.digest)]));
+  for (const name of await readdir(blobs).catch(() => [] as string[])) {
+    const digest = `sha256:${name}` as Digest;
+    if (!/^[0-9a-f]{64}$/.test(name) || referenced.has(digest)) continue;
+    await rm(join(blobs, name), { force: true });
+    report.removedBlobs.push(digest);
   }
   report.totalBytes = await total();
   return report;
