@@ -229,8 +229,15 @@ function isZeros(buf: Buffer): boolean {
   return nonZeroAt(buf) === buf.length;
 }
 
+const ZEROS = Buffer.alloc(64 << 10);
+
+/** Offset of the first non-zero byte (buf.length if none), compared 64 KiB at a time. */
 function nonZeroAt(buf: Buffer): number {
-  for (let i = 0; i < buf.length; i++) if (buf[i] !== 0) return i;
+  for (let at = 0; at < buf.length; at += ZEROS.length) {
+    const piece = buf.subarray(at, at + ZEROS.length);
+    if (piece.equals(ZEROS.subarray(0, piece.length))) continue;
+    for (let i = 0; i < piece.length; i++) if (piece[i] !== 0) return at + i;
+  }
   return buf.length;
 }
 
@@ -602,7 +609,11 @@ export async function extractLayer(source: AsyncIterable<Buffer | Uint8Array>, o
   try {
     return await extractInto(tmp, target, source, opts, policy, compression);
   } catch (err) {
-    rmSync(tmp, { recursive: true, force: true });
+    try {
+      rmSync(tmp, { recursive: true, force: true });
+    } catch {
+      // Left for sweepStaleTemps; the extraction's own error is the one to report.
+    }
     throw err;
   }
 }

@@ -222,7 +222,7 @@ export function hostileCases(sentinel: string): HostileCase[] {
     { name: 'no end-of-archive marker', tar: unterminated(file('a', 'x')), error: 'MalformedArchiveError', entry: '(the header after a)', reason: /end-of-archive marker/ },
     {
       name: 'bad header checksum',
-      tar: archive(file('a', 'x'), (() => { const h = rawHeader(file('tampered'), () => undefined); h[150] ^= 1; return h; })()),
+      tar: archive(file('a', 'x'), (() => { const h = rawHeader(file('tampered'), () => undefined); h[150] = h[150]! ^ 1; return h; })()),
       error: 'MalformedArchiveError',
       entry: 'tampered',
       reason: /checksum/,
