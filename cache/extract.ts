@@ -39,7 +39,6 @@ import {
   unlinkSync,
   writeSync,
 } from 'node:fs';
-import { readdir, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { getSystemErrorMap } from 'node:util';
 import type { Transform } from 'node:stream';
@@ -50,6 +49,7 @@ import { padding, type TarEntry } from '../format/tar/header.ts';
 import { readTar, TarFormatError } from '../format/tar/read.ts';
 import { findProgram } from '../common/run.ts';
 import { MissingToolError } from '../common/errors.ts';
+import { sweepDeadPidEntries } from '../common/pids.ts';
 import {
   ArchiveLimitError,
   DigestMismatchError,
@@ -103,37 +103,15 @@ function tempPathFor(target: string): string {
   return `${target}${TEMP_INFIX}${process.pid}-${randomBytes(6).toString('hex')}`;
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
  * Removes the temporary directories that killed extractions left in `parentDir` (those whose
  * process no longer runs). Returns their paths. Call it when the store opens.
  */
-export async function sweepStaleTemps(parentDir: string, opts: { isAlive?: (pid: number) => boolean } = {}): Promise<string[]> {
-  const isAlive = opts.isAlive ?? pidAlive;
-  let names: string[];
-  try {
-    names = await readdir(parentDir);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
-  }
-  const removed: string[] = [];
-  for (const name of names) {
+export async function sweepStaleTemps(parentDir: string): Promise<string[]> {
+  return sweepDeadPidEntries(parentDir, (name) => {
     const m = TEMP_RE.exec(name);
-    if (!m || isAlive(Number(m[1]))) continue;
-    const path = join(parentDir, name);
-    await rm(path, { recursive: true, force: true });
-    removed.push(path);
-  }
-  return removed;
+    return m ? Number(m[1]) : undefined;
+  });
 }
 
 type Compression = 'gzip' | 'zstd' | 'none';
