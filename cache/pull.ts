@@ -100,7 +100,9 @@ async function pullTemplate(opts: PullOptions): Promise<TemplateRef> {
   const worker = async () => {
     for (let layer = queue.shift(); layer; layer = queue.shift()) {
       signal.throwIfAborted();
-      downloaded += await fetchLayer(store, source, name, layer, emit, signal);
+      // Not `downloaded += await ...`: that reads the sum before the await, losing the other workers' bytes.
+      const fetched = await fetchLayer(store, source, name, layer, emit, signal);
+      downloaded += fetched;
     }
   };
   const workers = Array.from({ length: Math.min(opts.concurrency ?? 3, Math.max(1, queue.length)) }, () =>
