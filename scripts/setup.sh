@@ -12,6 +12,9 @@ APT_PACKAGES=(
   runc
   # tests: RPM fixture repository and OCI clients
   rpm2cpio busybox-static skopeo podman
+  # tests: the host cache against a plain OCI registry (CNCF Distribution), reflinks on a
+  # loop-mounted XFS (mkfs.xfs), filefrag
+  docker-registry xfsprogs e2fsprogs
   # tests: a throwaway Ceph RGW as the S3 server (test/services/rgw.ts); ceph-common has the
   # ceph, ceph-authtool and radosgw-admin CLIs
   radosgw ceph-mon ceph-osd ceph-common
@@ -26,6 +29,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"
   apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# The docker-registry package enables a registry on :5000 (vztpl serve's usual port); the tests
+# start their own on a free port.
+if command -v systemctl >/dev/null && systemctl is-enabled --quiet docker-registry 2>/dev/null; then
+  systemctl disable --now docker-registry || true
 fi
 
 # Node 24 LTS: Debian 12's Node is past its end of life. The npm registry carries Node itself.

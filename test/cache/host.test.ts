@@ -294,6 +294,12 @@ describe.skipIf(!ready)('vztpl host cache: pull, create, exec, list, destroy, pr
       expect(list.map((c) => c.ctid)).toEqual(['101', '103']);
       expect((await h.run('destroy', '102')).code).toBe(4);
       expect((await h.run('exec', '102', '--', 'true')).code).toBe(4);
+      // A container whose root a reboot unmounted is destroyed as well.
+      await h.ok('create', '105', '--ostemplate', BASE_NAME);
+      expect((await sh('umount', [rootfs('105')])).code).toBe(0);
+      await h.ok('destroy', '105');
+      expect(await exists(join(root, 'containers', '105'))).toBe(false);
+      expect((await storeView(root)).containers).toEqual(['101', '103']);
       expect((await storeView(root)).refs).toHaveLength(2);
     });
   });
