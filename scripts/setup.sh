@@ -12,8 +12,8 @@ APT_PACKAGES=(
   runc
   # tests: RPM fixture repository and OCI clients
   rpm2cpio busybox-static skopeo podman
-  # tests: the host cache against a plain OCI registry (CNCF Distribution), reflinks on a
-  # loop-mounted XFS (mkfs.xfs), filefrag
+  # tests: the host cache against a plain OCI registry (CNCF Distribution, also the peer
+  # bench/registry.ts measures vztpl serve against), reflinks on a loop-mounted XFS (mkfs.xfs), filefrag
   docker-registry xfsprogs e2fsprogs
   # tests: a throwaway Ceph RGW as the S3 server (test/services/rgw.ts); ceph-common has the
   # ceph, ceph-authtool and radosgw-admin CLIs
