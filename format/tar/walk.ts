@@ -46,9 +46,18 @@ function byteOrder(a: string, b: string): number {
 }
 
 export async function walkLayer(root: string, opts: WalkOptions): Promise<LayerEntry[]> {
-  const xattrs = await readXattrs(root);
+  // getfattr runs in its own process while this one lists and stats the tree; the attributes
+  // are attached afterwards (the walk and the getfattr scan cost about the same).
+  const xattrsRead = readXattrs(root);
+  xattrsRead.catch(() => undefined);
   const entries: LayerEntry[] = [];
+  /** Absolute path of each entry ('' for whiteouts), for attaching attributes. */
+  const sources: string[] = [];
   const firstLinkByInode = new Map<string, string>();
+  const push = (entry: LayerEntry, abs: string) => {
+    entries.push(entry);
+    sources.push(abs);
+  };
 
   const visit = (dirRel: string): void => {
     const dirAbs = dirRel ? join(root, dirRel) : root;
@@ -59,28 +68,19 @@ export async function walkLayer(root: string, opts: WalkOptions): Promise<LayerE
       const st = lstatSync(abs);
       const fmt = st.mode & S_IFMT;
       if (opts.kind === 'upper' && fmt === S_IFCHR && st.rdev === 0) {
-        entries.push(whiteoutEntry(dirRel ? `${dirRel}/${WHITEOUT_PREFIX}${name}` : `${WHITEOUT_PREFIX}${name}`, st, opts.epoch));
+        push(whiteoutEntry(dirRel ? `${dirRel}/${WHITEOUT_PREFIX}${name}` : `${WHITEOUT_PREFIX}${name}`, st, opts.epoch), '');
         continue;
       }
       if (name.startsWith(WHITEOUT_PREFIX)) {
         throw new Error(`${abs}: a file named ${name} cannot be stored in a layer (it would read as an OCI whiteout)`);
       }
-      const fileXattrs = xattrs.get(abs);
       const entry = baseEntry(rel, st, opts.epoch);
-      const kept = contentXattrs(fileXattrs);
-      if (kept) entry.xattrs = kept;
       switch (fmt) {
-        case S_IFDIR: {
+        case S_IFDIR:
           entry.type = 'dir';
-          entries.push(entry);
-          const opaque =
-            opts.kind === 'upper' &&
-            fileXattrs?.get('trusted.overlay.opaque')?.toString() === 'y' &&
-            (opts.lowers === undefined || opts.lowers.some((lower) => existsSync(join(lower, rel))));
-          if (opaque) entries.push(whiteoutEntry(`${rel}/${OPAQUE_WHITEOUT}`, st, opts.epoch));
+          push(entry, abs);
           visit(rel);
           continue;
-        }
         case S_IFREG: {
           if (st.nlink > 1) {
             const key = `${st.dev}:${st.ino}`;
@@ -89,7 +89,7 @@ export async function walkLayer(root: string, opts: WalkOptions): Promise<LayerE
               entry.type = 'link';
               entry.linkname = first;
               entry.size = 0;
-              entries.push(entry);
+              push(entry, abs);
               continue;
             }
             firstLinkByInode.set(key, rel);
@@ -97,24 +97,24 @@ export async function walkLayer(root: string, opts: WalkOptions): Promise<LayerE
           entry.type = 'file';
           entry.size = st.size;
           entry.source = abs;
-          entries.push(entry);
+          push(entry, abs);
           continue;
         }
         case S_IFLNK:
           entry.type = 'symlink';
           entry.linkname = readlinkSync(abs, 'utf8');
-          entries.push(entry);
+          push(entry, abs);
           continue;
         case S_IFCHR:
         case S_IFBLK:
           entry.type = fmt === S_IFCHR ? 'char' : 'block';
           entry.devmajor = Math.floor(st.rdev / 256) & 0xfff; // glibc major/minor for small numbers
           entry.devminor = (st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00);
-          entries.push(entry);
+          push(entry, abs);
           continue;
         case S_IFIFO:
           entry.type = 'fifo';
-          entries.push(entry);
+          push(entry, abs);
           continue;
         default:
           // Sockets have no meaning in a template; they are runtime state.
@@ -123,7 +123,24 @@ export async function walkLayer(root: string, opts: WalkOptions): Promise<LayerE
     }
   };
   visit('');
-  return entries;
+
+  const xattrs = await xattrsRead;
+  if (xattrs.size === 0) return entries;
+  const out: LayerEntry[] = [];
+  for (const [i, entry] of entries.entries()) {
+    const fileXattrs = sources[i] ? xattrs.get(sources[i]!) : undefined;
+    const kept = contentXattrs(fileXattrs);
+    if (kept) entry.xattrs = kept;
+    out.push(entry);
+    // An opaque directory hides what lower layers have below it: its marker comes right after it.
+    const opaque =
+      entry.type === 'dir' &&
+      opts.kind === 'upper' &&
+      fileXattrs?.get('trusted.overlay.opaque')?.toString() === 'y' &&
+      (opts.lowers === undefined || opts.lowers.some((lower) => existsSync(join(lower, entry.path))));
+    if (opaque) out.push(whiteoutEntry(`${entry.path}/${OPAQUE_WHITEOUT}`, lstatSync(sources[i]!), opts.epoch));
+  }
+  return out;
 }
 
 function baseEntry(path: string, st: Stats, epoch: number): LayerEntry {
