@@ -24,9 +24,13 @@ export interface PutResult {
   parsed: ParsedManifest;
 }
 
+const MANIFEST_CACHE_BYTES = 16 << 20;
+
 export class ManifestStore {
   readonly driver: StorageDriver;
   readonly blobs: BlobStore;
+  private readonly cache = new Map<Digest, Buffer>();
+  private cachedBytes = 0;
   constructor(driver: StorageDriver, blobs: BlobStore) {
     this.driver = driver;
     this.blobs = blobs;
@@ -54,8 +58,29 @@ export class ManifestStore {
       throw err;
     }
     const mediaType = link.split('\n')[1] ?? '';
+    return { digest, mediaType, bytes: await this.content(digest) };
+  }
+
+  /**
+   * A manifest's bytes never change for its digest, so they are kept in memory (bounded); the
+   * revision link, which says whether the repository still has it, is read every time.
+   */
+  private async content(digest: Digest): Promise<Buffer> {
+    const cached = this.cache.get(digest);
+    if (cached) {
+      this.cache.delete(digest);
+      this.cache.set(digest, cached);
+      return cached;
+    }
     const bytes = await this.blobs.getContent(digest);
-    return { digest, mediaType, bytes };
+    this.cache.set(digest, bytes);
+    this.cachedBytes += bytes.length;
+    for (const [key, value] of this.cache) {
+      if (this.cachedBytes <= MANIFEST_CACHE_BYTES) break;
+      this.cache.delete(key);
+      this.cachedBytes -= value.length;
+    }
+    return bytes;
   }
 
   async exists(repo: string, digest: Digest): Promise<boolean> {
