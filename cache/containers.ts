@@ -11,7 +11,6 @@ import { ExitCode, UsageError, VztplError } from '../common/errors.ts';
 import { isolated } from '../common/isolate.ts';
 import type { Digest } from '../format/digest.ts';
 import { digestHex, isDigest } from '../format/digest.ts';
-import { resolveRange } from '../format/versions.ts';
 import { bundleConfig } from './bundle.ts';
 import { lockExclusive } from '../common/lock.ts';
 import { isMounted, mountOverlay, overlayOptions, unmount } from './mounts.ts';
@@ -35,12 +34,34 @@ export function checkCtid(ctid: string): void {
   if (!CTID.test(ctid)) throw new UsageError(`invalid CTID ${JSON.stringify(ctid)}: use a number (OpenVZ style) or a name of letters, digits, '.', '_', '-'`);
 }
 
-/** The cached version of `name` that satisfies `request` (range, version or digest), if any. */
-export function pickCached(refs: readonly TemplateRef[], name: string, request: string): TemplateRef | undefined {
+/** x.y.z order for plain release versions; undefined when either is not one. */
+function compareReleases(a: string, b: string): number | undefined {
+  const re = /^(\d+)\.(\d+)\.(\d+)$/;
+  const x = re.exec(a);
+  const y = re.exec(b);
+  if (!x || !y) return undefined;
+  for (let i = 1; i <= 3; i++) if (Number(x[i]) !== Number(y[i])) return Number(x[i]) - Number(y[i]);
+  return 0;
+}
+
+/**
+ * The cached version of `name` that satisfies `request` (range, version or digest), if any.
+ * `latest` and exact versions are answered without loading the semver library: `create` is on
+ * the provisioning path and its start-up time counts.
+ */
+export async function pickCached(refs: readonly TemplateRef[], name: string, request: string): Promise<TemplateRef | undefined> {
   const candidates = refs.filter((r) => r.name === name);
   if (isDigest(request)) return candidates.find((r) => r.manifestDigest === request);
-  const version = resolveRange(request, candidates.map((r) => r.version)) ?? (candidates.some((r) => r.version === request) ? request : undefined);
-  return version ? candidates.filter((r) => r.version === version).sort((a, b) => b.pulledAt.localeCompare(a.pulledAt))[0] : undefined;
+  const newest = (version: string) => candidates.filter((r) => r.version === version).sort((a, b) => b.pulledAt.localeCompare(a.pulledAt))[0];
+  if (candidates.some((r) => r.version === request)) return newest(request);
+  const versions = [...new Set(candidates.map((r) => r.version))];
+  if (request === 'latest' && versions.every((v) => compareReleases(v, v) !== undefined || v.includes('-'))) {
+    const releases = versions.filter((v) => !v.includes('-')).sort((a, b) => compareReleases(a, b)!);
+    return releases.length ? newest(releases.at(-1)!) : undefined;
+  }
+  const { resolveRange } = await import('../format/versions.ts');
+  const version = resolveRange(request, versions);
+  return version ? newest(version) : undefined;
 }
 
 export interface CreateOptions {

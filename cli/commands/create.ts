@@ -33,7 +33,7 @@ export async function main(argv: string[]): Promise<number> {
   checkCtid(ctid);
   await store.init();
   const refs = await store.refs();
-  let template = pickCached(req.source ? refs.filter((r) => r.source === req.source) : refs, req.name, req.request);
+  let template = await pickCached(req.source ? refs.filter((r) => r.source === req.source) : refs, req.name, req.request);
   if (!template) {
     const { pull } = await import('../../cache/pull.ts');
     template = await pull({ store, source: await sourceFor(req, registry), name: req.name, request: req.request, onEvent: emitter(args.values.json) });
