@@ -3,13 +3,13 @@
 // bootstrap layer), on a dedicated loop-mounted ext4 (the shared disk's noise swamps the
 // difference) and on a tmpfs (no disk at all: CPU cost only), both mounted in a private mount
 // namespace that disappears with the run. Rounds alternate the methods; medians are reported.
-//   node test/cache/bench-extract.ts [BLOB] [ROUNDS]      (root; prints a Markdown table)
+//   node bench/extract.ts [BLOB] [ROUNDS]      (root; prints a Markdown table)
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createReadStream, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { extractLayer } from '../../cache/extract.ts';
-import type { Digest } from '../../format/digest.ts';
+import { extractLayer } from '../cache/extract.ts';
+import type { Digest } from '../format/digest.ts';
 
 const BLOBS = '/var/tmp/vztpl-test/build-cache/blobs/sha256';
 const IMAGE = '/var/tmp/vztpl-extract-bench.img';
