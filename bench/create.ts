@@ -137,8 +137,8 @@ interface Place {
   template: TemplateRef;
   /** Its filesystem, for the report. */
   fs: string;
-  /** Where untar rounds extract to (same filesystem). */
-  scratch: string;
+  /** A directory on that filesystem for the runs' scratch files. */
+  dir: string;
 }
 
 interface Setup {
@@ -179,7 +179,7 @@ async function place(dir: string, fs: string, reg: Server, layout: Layout): Prom
   const template = (await store.refs()).find((r) => r.name === layout.name && r.version === layout.version);
   if (!template) throw new Error(`${layout.name}:${layout.version} is not in the store ${store.root}`);
   say(`store: ${store.root} (${fs}), ${layout.name} pulled in ${secs(pulled.ms)}`);
-  return { store, template, fs, scratch: join(dir, 'untar') };
+  return { store, template, fs, dir };
 }
 
 async function setup(): Promise<Setup> {
@@ -274,7 +274,7 @@ async function untar(s: Setup): Promise<UntarResult> {
   for (const { at, rounds } of plan) {
     const run: UntarRun = { fs: at.fs, gz: [], zst: [] };
     const one = async (kind: 'gz' | 'zst', timed: boolean) => {
-      const dir = at.scratch;
+      const dir = join(at.dir, 'untar');
       await rm(dir, { recursive: true, force: true });
       await mkdir(dir);
       const args = kind === 'gz' ? ['-xzf', gzFile, '-C', dir] : ['--zstd', '-xf', zstFile, '-C', dir];
@@ -356,9 +356,9 @@ interface PullSide {
 async function pulls(s: Setup): Promise<{ vztpl: PullSide; skopeo: PullSide }> {
   const result = { vztpl: { bytes: [], ms: [] } as PullSide, skopeo: { bytes: [], ms: [] } as PullSide };
   const sent = () => metric(s.registry, 'vztpl_http_sent_bytes_total', { route: 'v2_blob' });
-  say(`pull: ${s.base.name} then ${s.flavor.name}; vztpl pull into an empty store vs skopeo copy of each to its own oci: dir, ${PULL_ROUNDS} rounds, alternated`);
+  say(`pull: ${s.base.name} then ${s.flavor.name}; vztpl pull into an empty store vs skopeo copy of each to its own oci: dir, on ${s.reflink.fs}, ${PULL_ROUNDS} rounds, alternated`);
   const both = async (kind: 'vztpl' | 'skopeo', r: number) => {
-    const dir = join(runDir, `pull-${kind}-${r}`);
+    const dir = join(s.reflink.dir, `pull-${kind}-${r}`);
     await mkdir(dir);
     const times: number[] = [];
     const bytes: number[] = [];
@@ -440,7 +440,7 @@ async function main(): Promise<void> {
       const bytes = median(sum(side.bytes));
       const base = median(side.bytes.map((x) => x[0]));
       const flavor = median(side.bytes.map((x) => x[1]));
-      const what = kind === 'vztpl' ? 'vztpl pull of both into one empty store (downloads and extracts)' : 'skopeo copy of each to its own oci: dir (downloads only)';
+      const what = kind === 'vztpl' ? `vztpl pull of both into one empty store on ${s.reflink.fs} (downloads and extracts)` : 'skopeo copy of each to its own oci: dir (downloads only)';
       rows.push([
         `pull base + flavor, ${what} (median of ${side.ms.length})`,
         `${(bytes / 1e6).toFixed(1)} MB, ${secs(median(sum(side.ms)))}`,

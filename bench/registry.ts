@@ -1,7 +1,9 @@
 // Registry benchmark: vztpl serve against CNCF Distribution (Debian's docker-registry 2.8) on the
 // same template, measured in one run:
 //   1. push and pull throughput with skopeo, on fs storage and on Ceph RGW (S3), a fresh storage
-//      (directory or bucket) and a fresh server process each round, the two registries alternated;
+//      (directory or bucket) and a fresh server process each round, the two registries alternated,
+//      with the CPU time each server used, and skopeo copying oci: to oci: (no registry at all)
+//      each round: the client's own floor;
 //   2. manifest GET latency (p50, p99) with 64 concurrent keep-alive clients, fs storage;
 //   3. the vztpl server's RSS under that load (peak of VmRSS sampled every 50 ms, and VmHWM).
 // Both registries run as processes on 127.0.0.1 with their log at level info, to a file.
@@ -16,6 +18,7 @@ import {
   REPO,
   appendSection,
   buildTemplate,
+  cpuSeconds,
   env,
   gitRevision,
   loadTest,
@@ -112,10 +115,17 @@ async function cleanup(): Promise<void> {
 interface Side {
   push: number[];
   pull: number[];
+  /** CPU seconds the server used for each push and pull. */
+  pushCpu: number[];
+  pullCpu: number[];
   /** Pulled manifests whose digest differs from the layout's (skopeo converted something). */
   changed: number;
 }
-type Throughput = Record<string, Record<Kind, Side>>;
+interface Throughput {
+  storages: Record<string, Record<Kind, Side>>;
+  /** skopeo oci: -> oci: each round, ms. */
+  floor: number[];
+}
 
 let storageCount = 0;
 async function storageFor(kind: Kind, storage: 'fs' | 'rgw'): Promise<StorageTarget> {
@@ -150,14 +160,19 @@ async function throughputRound(layout: Layout, kind: Kind, storage: 'fs' | 'rgw'
   const server = await startKind(kind, target, tag);
   const out = join(runDir, `pulled-${tag}`);
   try {
+    const c0 = cpuSeconds(server.pid);
     const push = await skopeoPush(layout, server);
+    const c1 = cpuSeconds(server.pid);
     const pull = await skopeoPull(layout, server, out);
+    const c2 = cpuSeconds(server.pid);
+    side.pushCpu.push(c1 - c0);
+    side.pullCpu.push(c2 - c1);
     const same = readLayout(out).manifestDigest === layout.manifestDigest;
     if (!same) side.changed++;
     side.push.push(push.ms);
     side.pull.push(pull.ms);
     say(
-      `${label}  ${NAMES[kind].padEnd(12)}  push ${secs(push.ms)} ${mbps(layout.bytes, push.ms).toFixed(0).padStart(4)} MB/s   pull ${secs(pull.ms)} ${mbps(layout.bytes, pull.ms).toFixed(0).padStart(4)} MB/s${same ? '' : '  (pulled manifest differs)'}`,
+      `${label}  ${NAMES[kind].padEnd(12)}  push ${secs(push.ms)} ${mbps(layout.bytes, push.ms).toFixed(0).padStart(4)} MB/s (server CPU ${(c1 - c0).toFixed(2)} s)   pull ${secs(pull.ms)} ${mbps(layout.bytes, pull.ms).toFixed(0).padStart(4)} MB/s (server CPU ${(c2 - c1).toFixed(2)} s)${same ? '' : '  (pulled manifest differs)'}`,
     );
   } finally {
     await server.stop();
@@ -166,16 +181,31 @@ async function throughputRound(layout: Layout, kind: Kind, storage: 'fs' | 'rgw'
   }
 }
 
+const emptySide = (): Side => ({ push: [], pull: [], pushCpu: [], pullCpu: [], changed: 0 });
+
+/** skopeo copy oci: -> oci:, no registry: what the client itself needs to read, write and verify the blobs. */
+async function floorRound(layout: Layout): Promise<number> {
+  const out = join(runDir, 'floor');
+  try {
+    return (await runChecked('skopeo copy (oci to oci)', 'skopeo', ['copy', '--quiet', `oci:${layout.dir}:${layout.version}`, `oci:${out}:${layout.version}`], { env })).ms;
+  } finally {
+    await rm(out, { recursive: true, force: true });
+  }
+}
+
 async function throughput(layout: Layout): Promise<Throughput> {
-  const result: Throughput = {};
+  const floor: number[] = [];
+  const result: Throughput = { storages: {}, floor };
   for (const storage of storages) {
-    const sides: Record<Kind, Side> = { vztpl: { push: [], pull: [], changed: 0 }, distribution: { push: [], pull: [], changed: 0 } };
-    result[storage] = sides;
+    const sides: Record<Kind, Side> = { vztpl: emptySide(), distribution: emptySide() };
+    result.storages[storage] = sides;
     say(`throughput on ${storage}: ${ROUNDS} rounds of skopeo push then pull (fresh storage and server each), alternating which registry goes first, after one untimed warm-up of each`);
-    for (const kind of ['vztpl', 'distribution'] as const) await throughputRound(layout, kind, storage, { push: [], pull: [], changed: 0 }, `${storage.padEnd(3)} warm-up`);
+    for (const kind of ['vztpl', 'distribution'] as const) await throughputRound(layout, kind, storage, emptySide(), `${storage.padEnd(3)} warm-up`);
     for (let r = 1; r <= ROUNDS; r++) {
       const order: Kind[] = r % 2 ? ['vztpl', 'distribution'] : ['distribution', 'vztpl'];
       for (const kind of order) await throughputRound(layout, kind, storage, sides[kind], `${storage.padEnd(3)} ${r}/${ROUNDS}    `);
+      floor.push(await floorRound(layout));
+      say(`${storage.padEnd(3)} ${r}/${ROUNDS}      skopeo oci: -> oci: (no registry)  ${secs(floor.at(-1)!)} ${mbps(layout.bytes, floor.at(-1)!).toFixed(0).padStart(4)} MB/s`);
     }
     for (const what of ['push', 'pull'] as const) {
       const a = median(sides.vztpl[what]);
@@ -312,16 +342,21 @@ async function main(): Promise<void> {
 
   const rows: string[][] = [];
   const MB = (msTaken: number) => `${mbps(layout.bytes, msTaken).toFixed(0)} MB/s`;
-  for (const [storage, sides] of Object.entries(t ?? {})) {
+  for (const [storage, sides] of Object.entries(t?.storages ?? {})) {
     for (const what of ['push', 'pull'] as const) {
       const a = median(sides.vztpl[what]);
       const b = median(sides.distribution[what]);
-      rows.push([`${what} ${storage}, vztpl serve (median of ${sides.vztpl[what].length})`, MB(a), '', `${secs(a)}; ${list(sides.vztpl[what])}`]);
-      rows.push([`${what} ${storage}, Distribution (median of ${sides.distribution[what].length})`, MB(b), '', `${secs(b)}; ${list(sides.distribution[what])}`]);
+      const cpu = (s: Side) => `server CPU ${(median(what === 'push' ? s.pushCpu : s.pullCpu)).toFixed(2)} s`;
+      rows.push([`${what} ${storage}, vztpl serve (median of ${sides.vztpl[what].length})`, MB(a), '', `${secs(a)}; ${list(sides.vztpl[what])}; ${cpu(sides.vztpl)}`]);
+      rows.push([`${what} ${storage}, Distribution (median of ${sides.distribution[what].length})`, MB(b), '', `${secs(b)}; ${list(sides.distribution[what])}; ${cpu(sides.distribution)}`]);
       const r = b / a;
       const changed = sides.vztpl.changed + sides.distribution.changed;
       rows.push([`${what} ${storage} throughput vztpl / Distribution`, `${r.toFixed(2)}x`, `>= 1.2x: ${r >= 1.2 ? 'met' : 'NOT met'}`, what === 'pull' && changed ? `${changed} pulled manifests differed from the pushed one` : '']);
     }
+  }
+  if (t?.floor.length) {
+    const f = median(t.floor);
+    rows.push([`skopeo copy oci: -> oci:, no registry (median of ${t.floor.length})`, MB(f), '(the client floor)', `${secs(f)}; ${list(t.floor)}`]);
   }
   if (l) {
     for (const kind of ['vztpl', 'distribution'] as const) {

@@ -102,6 +102,16 @@ export function memory(pid: number): { rss: number; hwm: number } | undefined {
   }
 }
 
+/** CPU seconds (user + system) a process has used so far, from /proc/PID/stat. */
+export function cpuSeconds(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
 /** Samples a process's VmRSS every `everyMs` until stopped; the peak and the samples, in kB. */
 export function rssSampler(pid: number, everyMs = 50): { stop(): { peak: number; samples: number; hwm: number } } {
   let peak = 0;
