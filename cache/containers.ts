@@ -4,7 +4,6 @@
 import { constants } from 'node:fs';
 import { lstat, mkdir, open, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { spawnQuiet } from '../common/spawn.ts';
 import { sweepDeadPidEntries } from '../common/pids.ts';
 import { ExitCode, UsageError, VztplError } from '../common/errors.ts';
@@ -192,10 +191,22 @@ async function writeInRoot(rootfs: string, rel: string, content: string, mode: n
   }
 }
 
+/** Random bytes from the kernel, as hex (without loading node:crypto on the create path). */
+async function randomHex(bytes: number): Promise<string> {
+  const fh = await open('/dev/urandom', 'r');
+  try {
+    const buf = Buffer.alloc(bytes);
+    await fh.read(buf, 0, bytes, null);
+    return buf.toString('hex');
+  } finally {
+    await fh.close();
+  }
+}
+
 /** The container's own identity: hostname and a fresh machine-id. */
 async function personalize(rootfs: string, hostname: string): Promise<void> {
   await writeInRoot(rootfs, 'etc/hostname', `${hostname}\n`, 0o644);
-  await writeInRoot(rootfs, 'etc/machine-id', `${randomBytes(16).toString('hex')}\n`, 0o444);
+  await writeInRoot(rootfs, 'etc/machine-id', `${(await randomHex(16))}\n`, 0o444);
 }
 
 export async function readContainer(store: Store, ctid: string): Promise<ContainerRecord> {

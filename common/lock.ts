@@ -4,7 +4,6 @@
 // on one host where mtime-based ones (proper-lockfile) must guess staleness during long work.
 import { open, readFile, rm, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { pidAlive } from './pids.ts';
 
 export interface Lock {
@@ -46,7 +45,7 @@ export async function acquire(
       if (again === owner) await rm(path, { force: true });
       continue;
     }
-    await sleep(opts.pollMs ?? 50);
+    await new Promise((resolve) => setTimeout(resolve, opts.pollMs ?? 50));
   }
 }
 

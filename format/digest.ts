@@ -1,6 +1,9 @@
 // Content digests as OCI writes them: "sha256:<64 hex>".
-import { createHash, type Hash } from 'node:crypto';
+import type { Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+
+// node:crypto is loaded on first use: `vztpl create` checks digests' form but hashes nothing.
+const createHash = (algorithm: string): Hash => process.getBuiltinModule('node:crypto').createHash(algorithm);
 
 export type Digest = `sha256:${string}`;
 
