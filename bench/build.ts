@@ -15,7 +15,7 @@ import { mmdebstrapSource } from '../builder/sources/mmdebstrap.ts';
 import type { DebianBootstrapSpec } from '../builder/recipe/schema.ts';
 import { packLayer } from '../format/tar/pack.ts';
 import { walkLayer } from '../format/tar/walk.ts';
-import { loadAverage, machine, median, ratio, runChecked, running, secs, table, timeAsync, type ProcessRun } from './lib.ts';
+import { loadAverage, machine, median, ratio, runChecked, running, secs, table, timeAsync, type ProcessRun, runBench } from './lib.ts';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const RESULTS = join(REPO, 'bench', 'RESULTS.md');
@@ -410,8 +410,4 @@ async function main(): Promise<void> {
   say(`appended to ${RESULTS}`);
 }
 
-main().catch(async (err: unknown) => {
-  process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-  await rm(runDir, { recursive: true, force: true }).catch(() => undefined);
-  process.exit(1);
-});
+runBench(main, () => rm(runDir, { recursive: true, force: true }));

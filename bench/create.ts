@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createContainer, destroyContainer, listContainers, type Layout as CtLayout } from '../cache/containers.ts';
 import { Store, type TemplateRef } from '../cache/store.ts';
-import { loadAverage, machine, median, ratio, runChecked, runTimed, running, secs, table } from './lib.ts';
+import { loadAverage, machine, median, ratio, runChecked, runTimed, running, secs, table, runBench } from './lib.ts';
 import {
   CLI,
   REPO,
@@ -477,8 +477,4 @@ async function main(): Promise<void> {
   await appendSection(section);
 }
 
-main().catch(async (err: unknown) => {
-  process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-  await cleanup().catch(() => undefined);
-  process.exit(1);
-});
+runBench(main, cleanup);

@@ -109,3 +109,13 @@ export function table(head: readonly string[], rows: readonly (readonly string[]
   const line = (cells: readonly string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
   return [line(head), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)].join('\n');
 }
+
+/** Runs a benchmark's main; on failure prints the error, runs its cleanup, and exits 1. */
+export function runBench(main: () => Promise<void>, cleanup: () => Promise<unknown>): void {
+  main().catch(async (err: unknown) => {
+    process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    await cleanup().catch(() => undefined);
+    process.exit(1);
+  });
+}
+

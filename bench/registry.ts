@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import { loadAverage, machine, median, ratio, runChecked, running, secs, table } from './lib.ts';
+import { loadAverage, machine, median, ratio, runChecked, running, secs, table, runBench } from './lib.ts';
 import {
   REPO,
   appendSection,
@@ -404,8 +404,4 @@ async function main(): Promise<void> {
   await appendSection(section);
 }
 
-main().catch(async (err: unknown) => {
-  process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-  await cleanup().catch(() => undefined);
-  process.exit(1);
-});
+runBench(main, cleanup);
