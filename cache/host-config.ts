@@ -2,6 +2,7 @@
 // VZTPL_REGISTRY, or /etc/vztpl/host.yaml (`root:`, `registry:`), in that order.
 import { readFileSync } from 'node:fs';
 import { UsageError } from '../common/errors.ts';
+import { registryBaseURL, splitReference, splitRegistry } from '../format/reference.ts';
 import { DEFAULT_ROOT } from './store.ts';
 
 export const HOST_CONFIG = '/etc/vztpl/host.yaml';
@@ -30,12 +31,9 @@ export function hostSettings(flags: { root?: string; registry?: string }): { roo
   return { root, registry: registry ? normalizeRegistry(registry) : undefined };
 }
 
-/** "127.0.0.1:5000" -> "http://127.0.0.1:5000"; other hosts default to https. */
+/** A registry setting as a base URL (oci:DIR stays as it is). */
 export function normalizeRegistry(value: string): string {
-  if (/^https?:\/\//.test(value) || value.startsWith('oci:')) return value.replace(/\/+$/, '');
-  const host = value.replace(/\/.*$/, '').replace(/:\d+$/, '');
-  const loopback = host === 'localhost' || /^127\./.test(host) || host === '[::1]';
-  return `${loopback ? 'http' : 'https'}://${value.replace(/\/+$/, '')}`;
+  return value.startsWith('oci:') ? value.replace(/\/+$/, '') : registryBaseURL(value);
 }
 
 export interface TemplateRequest {
@@ -53,26 +51,9 @@ export function parseTemplateRequest(value: string): TemplateRequest {
     const dir = at === -1 ? value.slice(4) : value.slice(4, at);
     return { source: `oci:${dir}`, name: dir.split('/').filter(Boolean).pop() ?? dir, request: at === -1 ? 'latest' : value.slice(at + 1) };
   }
-  let rest = value;
-  let source: string | undefined;
-  const scheme = /^(https?:\/\/)/.exec(rest)?.[1] ?? '';
-  rest = rest.slice(scheme.length);
-  const slash = rest.indexOf('/');
-  const first = slash === -1 ? '' : rest.slice(0, slash);
-  if (first && (first.includes('.') || first.includes(':') || first === 'localhost')) {
-    source = normalizeRegistry(`${scheme}${first}`);
-    rest = rest.slice(slash + 1);
-  }
-  let name = rest;
-  let request = 'latest';
-  const at = rest.indexOf('@');
-  if (at !== -1) {
-    name = rest.slice(0, at);
-    request = rest.slice(at + 1);
-  } else if (rest.lastIndexOf(':') > rest.lastIndexOf('/')) {
-    name = rest.slice(0, rest.lastIndexOf(':'));
-    request = rest.slice(rest.lastIndexOf(':') + 1);
-  }
+  const { registry: source, rest } = splitRegistry(value);
+  const { name, reference } = splitReference(rest);
+  const request = reference ?? 'latest';
   if (!/^[a-z0-9]+([._-][a-z0-9]+)*(\/[a-z0-9]+([._-][a-z0-9]+)*)*$/.test(name)) throw new UsageError(`invalid template name ${JSON.stringify(name)} in ${JSON.stringify(value)}`);
   if (!request) throw new UsageError(`empty version after "@" in ${JSON.stringify(value)}`);
   return { source, name, request };

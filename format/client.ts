@@ -5,6 +5,7 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { ExitCode, VztplError } from '../common/errors.ts';
+import { splitReference, splitRegistry } from './reference.ts';
 import { registryKey, type Credentials } from './auth-file.ts';
 import type { Digest } from './digest.ts';
 
@@ -21,34 +22,10 @@ export interface ImageReference {
  * or ':' or is 'localhost'; plain http is used for loopback hosts unless a scheme is given.
  */
 export function parseImageReference(value: string): ImageReference {
-  let rest = value;
-  let scheme: string | undefined;
-  const m = /^(https?):\/\/(.*)$/.exec(rest);
-  if (m) {
-    scheme = m[1];
-    rest = m[2]!;
-  }
-  const slash = rest.indexOf('/');
-  const first = slash === -1 ? '' : rest.slice(0, slash);
-  if (!first || !(first.includes('.') || first.includes(':') || first === 'localhost')) {
-    throw new VztplError(`${value}: name the registry, as in 127.0.0.1:5000/${rest}`, 2);
-  }
-  let path = rest.slice(slash + 1);
-  let reference: string | undefined;
-  const at = path.indexOf('@');
-  if (at !== -1) {
-    reference = path.slice(at + 1);
-    path = path.slice(0, at);
-  } else {
-    const colon = path.lastIndexOf(':');
-    if (colon !== -1) {
-      reference = path.slice(colon + 1);
-      path = path.slice(0, colon);
-    }
-  }
-  const host = first.replace(/:\d+$/, '');
-  const loopback = host === 'localhost' || host === '::1' || host === '[::1]' || /^127\./.test(host);
-  return { registry: `${scheme ?? (loopback ? 'http' : 'https')}://${first}`, repository: path, reference };
+  const { registry, rest } = splitRegistry(value);
+  if (!registry) throw new VztplError(`${value}: name the registry, as in 127.0.0.1:5000/${rest.replace(/^https?:\/\//, '')}`, 2);
+  const { name, reference } = splitReference(rest);
+  return { registry, repository: name, reference };
 }
 
 export class RegistryError extends VztplError {
