@@ -115,8 +115,8 @@ async function pullTemplate(opts: PullOptions): Promise<TemplateRef> {
   if (settled.some((r) => r.status === 'rejected')) throw failed.signal.reason;
 
   // Manifest and config last: a reference is written only when every layer is in place.
-  await writeFileAtomic(store, store.blobPath(manifestDigest), bytes);
-  await writeFileAtomic(store, store.blobPath(manifest.config.digest), configBytes);
+  await store.writeFileAtomic(store.blobPath(manifestDigest), bytes);
+  await store.writeFileAtomic(store.blobPath(manifest.config.digest), configBytes);
   const now = new Date().toISOString();
   const ref: TemplateRef = {
     source: source.id,
@@ -140,14 +140,6 @@ async function readAll(stream: AsyncIterable<Buffer>): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const c of stream) chunks.push(c);
   return Buffer.concat(chunks);
-}
-
-async function writeFileAtomic(store: Store, path: string, data: Buffer): Promise<void> {
-  const tmp = join(store.tmpDir(), `blob-${process.pid}-${randomBytes(6).toString('hex')}`);
-  const out = createWriteStream(tmp);
-  out.end(data);
-  await once(out, 'close');
-  await rename(tmp, path);
 }
 
 /** Downloads and extracts one layer unless another process does (or did) it. Returns bytes fetched. */

@@ -11,6 +11,9 @@ import { digestHex, type Digest } from '../format/digest.ts';
 
 export const DEFAULT_ROOT = '/var/lib/vztpl';
 
+/** Distinguishes this process's temporary files (no node:crypto on the create path). */
+let tmpSequence = 0;
+
 export interface LayerRecord {
   digest: Digest;
   diffId: Digest;
@@ -92,11 +95,19 @@ export class Store {
     );
   }
 
-  async writeJson(path: string, value: unknown): Promise<void> {
+  /**
+   * Writes a file whole or not at all: a temporary file in tmp/ (named with the pid, so a killed
+   * process's leftovers are swept), renamed into place.
+   */
+  async writeFileAtomic(path: string, data: string | Buffer): Promise<void> {
     await mkdir(join(path, '..'), { recursive: true });
-    const tmp = `${path}.tmp-${process.pid}`;
-    await writeFile(tmp, JSON.stringify(value, null, 1));
+    const tmp = join(this.tmpDir(), `file-${process.pid}-${Date.now()}-${++tmpSequence}`);
+    await writeFile(tmp, data);
     await rename(tmp, path);
+  }
+
+  async writeJson(path: string, value: unknown): Promise<void> {
+    await this.writeFileAtomic(path, JSON.stringify(value, null, 1));
   }
 
   async saveRef(ref: TemplateRef): Promise<void> {
