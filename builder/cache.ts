@@ -65,7 +65,7 @@ export class StepCache {
   /** Work dirs of builds whose process is gone (killed, crashed) are deleted. */
   private async sweepStaleWork(): Promise<void> {
     // Names are <pid>-<random>; anything else in tmp/ is no build's and goes too.
-    await sweepDeadPidEntries(join(this.root, 'tmp'), (name) => (/^\d+-/.test(name) ? Number(name.split('-')[0]) : 1 << 30));
+    sweepDeadPidEntries(join(this.root, 'tmp'), (name) => (/^\d+-/.test(name) ? Number(name.split('-')[0]) : 1 << 30));
   }
 
   /** A fresh private work dir, removed by the caller (or by the next build if we die). */

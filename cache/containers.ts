@@ -1,18 +1,20 @@
 // Containers: create from a cached template (overlay: a mount, milliseconds; reflink or copy:
 // a private tree), list, re-mount after a reboot, destroy. A container's record and bundle live
 // in containers/<ctid>/; its layers are never pruned while it exists.
-import { constants } from 'node:fs';
-import { lstat, mkdir, open, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
+//
+// File operations are synchronous: a create is a few dozen small metadata operations in a
+// short-lived process with nothing to overlap them with, and async calls would add a thread-pool
+// round trip each and the fs/promises module load to the provisioning path.
+import { fs } from '../common/builtins.ts';
 import { join } from 'node:path';
 import { spawnQuiet } from '../common/spawn.ts';
 import { sweepDeadPidEntries } from '../common/pids.ts';
 import { ExitCode, UsageError, VztplError } from '../common/errors.ts';
-import { isolated } from '../common/isolate.ts';
 import type { Digest } from '../format/digest.ts';
 import { digestHex, isDigest } from '../format/digest.ts';
 import { bundleConfig } from './bundle.ts';
 import { lockExclusive } from '../common/lock.ts';
-import { isMounted, mountOverlay, overlayOptions, unmount } from './mounts.ts';
+import { isMounted, mountOverlay, mountPoints, overlayOptions, unmount, type OverlaySpec } from './mounts.ts';
 import type { Store, TemplateRef } from './store.ts';
 
 export type Layout = 'overlay' | 'reflink' | 'copy';
@@ -89,11 +91,11 @@ export async function createContainer(opts: CreateOptions): Promise<ContainerRec
   const lock = await lockExclusive(store.lockPath(`ct-${ctid}`));
   try {
     // Staging dirs of creates and destroys whose process died (they hold no mounts).
-    await sweepDeadPidEntries(store.containersDir(), (name) => Number(/^\..+\.(?:creating|destroying)-(\d+)$/.exec(name)?.[1]) || undefined);
+    sweepDeadPidEntries(store.containersDir(), (name) => Number(/^\..+\.(?:creating|destroying)-(\d+)$/.exec(name)?.[1]) || undefined);
     // Built beside, renamed into place: a failed create leaves no container behind.
     const staging = join(store.containersDir(), `.${ctid}.creating-${process.pid}`);
-    if (await exists(p.dir)) throw new VztplError(`container ${ctid} exists already (vztpl destroy ${ctid} first)`, ExitCode.conflict);
-    await rm(staging, { recursive: true, force: true });
+    if (exists(p.dir)) throw new VztplError(`container ${ctid} exists already (vztpl destroy ${ctid} first)`, ExitCode.conflict);
+    fs.rmSync(staging, { recursive: true, force: true });
     const s = { upper: join(staging, 'upper'), work: join(staging, 'work'), rootfs: join(staging, 'rootfs') };
     const record: ContainerRecord = {
       ctid,
@@ -104,30 +106,31 @@ export async function createContainer(opts: CreateOptions): Promise<ContainerRec
       created: new Date().toISOString(),
     };
     try {
-      await mkdir(s.rootfs, { recursive: true });
+      fs.mkdirSync(s.rootfs, { recursive: true });
       if (layout === 'overlay') {
-        await mkdir(s.upper);
-        await mkdir(s.work);
+        fs.mkdirSync(s.upper);
+        fs.mkdirSync(s.work);
       } else {
         await privateCopy(store, record.layers, s.rootfs, layout);
       }
-      await writeFile(join(staging, 'container.json'), JSON.stringify(record, null, 1));
-      await writeFile(join(staging, 'config.json'), JSON.stringify(bundleConfig({ rootfs: p.rootfs, hostname, args: template.cmd, env: template.env }), null, 1));
-      await rename(staging, p.dir);
+      fs.writeFileSync(join(staging, 'container.json'), JSON.stringify(record, null, 1));
+      fs.writeFileSync(join(staging, 'config.json'), JSON.stringify(bundleConfig({ rootfs: p.rootfs, hostname, args: template.cmd, env: template.env }), null, 1));
+      fs.renameSync(staging, p.dir);
     } catch (err) {
-      await rm(staging, { recursive: true, force: true });
+      fs.rmSync(staging, { recursive: true, force: true });
       throw err;
     }
     try {
-      await mountRoot(store, record);
-      await personalize(p.rootfs, hostname);
+      // Freshly made: nothing can be mounted there yet.
+      if (layout === 'overlay') mountOverlay(overlaySpec(store, record));
+      personalize(p.rootfs, hostname);
     } catch (err) {
       await destroyContainer(store, ctid).catch(() => undefined);
       throw err;
     }
     return record;
   } finally {
-    await lock.release();
+    lock.release();
   }
 }
 
@@ -157,6 +160,7 @@ async function privateCopy(store: Store, layers: readonly Digest[], target: stri
           `chown --reference=${top} "$1"; chmod --reference=${top} "$1"; touch -r ${top} "$1"`,
         ]
       : ['mkdir "$2"', 'mount -t overlay vztpl -o "$3" "$2"', 'cp -a --reflink=never "$2"/. "$1"/', 'umount "$2"; rmdir "$2"'];
+  const { isolated } = await import('../common/isolate.ts');
   const [file, argv] = isolated(['/bin/sh', '-c', ['set -e', ...steps].join('\n'), 'vztpl-copy', target, work, options]);
   const result = await spawnQuiet(file, argv, { cwd: join(store.root, 'layers', 'sha256') });
   if (result.exitCode !== 0) {
@@ -168,51 +172,58 @@ async function privateCopy(store: Store, layers: readonly Digest[], target: stri
   }
 }
 
-export async function mountRoot(store: Store, record: ContainerRecord): Promise<void> {
-  if (record.layout !== 'overlay') return;
+function overlaySpec(store: Store, record: ContainerRecord): OverlaySpec {
   const p = paths(store, record.ctid);
-  if (await isMounted(p.rootfs)) return;
-  await mountOverlay({ layersDir: join(store.root, 'layers', 'sha256'), layers: record.layers, upper: p.upper, work: p.work, target: p.rootfs });
+  return { layersDir: join(store.root, 'layers', 'sha256'), layers: record.layers, upper: p.upper, work: p.work, target: p.rootfs };
+}
+
+/** Mounts an overlay container's root unless it is mounted (after a reboot, say). */
+export async function mountRoot(store: Store, record: ContainerRecord): Promise<void> {
+  if (record.layout !== 'overlay' || isMounted(paths(store, record.ctid).rootfs)) return;
+  mountOverlay(overlaySpec(store, record));
+}
+
+function lstatOrUndefined(path: string) {
+  return fs.lstatSync(path, { throwIfNoEntry: false });
 }
 
 /** Writes a file in the container without following a symlink the template put there. */
-async function writeInRoot(rootfs: string, rel: string, content: string, mode: number): Promise<void> {
+function writeInRoot(rootfs: string, rel: string, content: string, mode: number): void {
   const dir = join(rootfs, rel.split('/').slice(0, -1).join('/'));
-  const st = await lstat(dir).catch(() => undefined);
-  if (!st?.isDirectory()) throw new VztplError(`the template's ${dir.slice(rootfs.length)} is not a directory`);
+  if (!lstatOrUndefined(dir)?.isDirectory()) throw new VztplError(`the template's ${dir.slice(rootfs.length)} is not a directory`);
   const path = join(rootfs, rel);
-  const existing = await lstat(path).catch(() => undefined);
-  if (existing && !existing.isFile()) await unlink(path);
-  const fh = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, mode);
+  const existing = lstatOrUndefined(path);
+  if (existing && !existing.isFile()) fs.unlinkSync(path);
+  const fd = fs.openSync(path, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW, mode);
   try {
-    await fh.writeFile(content);
+    fs.writeSync(fd, content);
   } finally {
-    await fh.close();
+    fs.closeSync(fd);
   }
 }
 
 /** Random bytes from the kernel, as hex (without loading node:crypto on the create path). */
-async function randomHex(bytes: number): Promise<string> {
-  const fh = await open('/dev/urandom', 'r');
+function randomHex(bytes: number): string {
+  const fd = fs.openSync('/dev/urandom', 'r');
   try {
     const buf = Buffer.alloc(bytes);
-    await fh.read(buf, 0, bytes, null);
+    fs.readSync(fd, buf, 0, bytes, null);
     return buf.toString('hex');
   } finally {
-    await fh.close();
+    fs.closeSync(fd);
   }
 }
 
 /** The container's own identity: hostname and a fresh machine-id. */
-async function personalize(rootfs: string, hostname: string): Promise<void> {
-  await writeInRoot(rootfs, 'etc/hostname', `${hostname}\n`, 0o644);
-  await writeInRoot(rootfs, 'etc/machine-id', `${(await randomHex(16))}\n`, 0o444);
+function personalize(rootfs: string, hostname: string): void {
+  writeInRoot(rootfs, 'etc/hostname', `${hostname}\n`, 0o644);
+  writeInRoot(rootfs, 'etc/machine-id', `${randomHex(16)}\n`, 0o444);
 }
 
 export async function readContainer(store: Store, ctid: string): Promise<ContainerRecord> {
   checkCtid(ctid);
   try {
-    return JSON.parse(await readFile(paths(store, ctid).record, 'utf8')) as ContainerRecord;
+    return JSON.parse(fs.readFileSync(paths(store, ctid).record, 'utf8')) as ContainerRecord;
   } catch {
     throw new VztplError(`no container ${ctid}`, ExitCode.notFound);
   }
@@ -220,11 +231,18 @@ export async function readContainer(store: Store, ctid: string): Promise<Contain
 
 export async function listContainers(store: Store): Promise<Array<ContainerRecord & { mounted: boolean }>> {
   const out: Array<ContainerRecord & { mounted: boolean }> = [];
-  for (const name of await readdir(store.containersDir()).catch(() => [] as string[])) {
+  let names: string[];
+  try {
+    names = fs.readdirSync(store.containersDir());
+  } catch {
+    names = [];
+  }
+  const mounted = mountPoints();
+  for (const name of names) {
     if (name.startsWith('.')) continue;
     const record = await readContainer(store, name).catch(() => undefined);
     if (!record) continue;
-    out.push({ ...record, mounted: record.layout === 'overlay' ? await isMounted(paths(store, name).rootfs) : true });
+    out.push({ ...record, mounted: record.layout === 'overlay' ? mounted.has(paths(store, name).rootfs) : true });
   }
   return out.sort((a, b) => a.ctid.localeCompare(b.ctid, undefined, { numeric: true }));
 }
@@ -232,16 +250,16 @@ export async function listContainers(store: Store): Promise<Array<ContainerRecor
 export async function destroyContainer(store: Store, ctid: string): Promise<void> {
   checkCtid(ctid);
   const p = paths(store, ctid);
-  if (!(await exists(p.dir))) throw new VztplError(`no container ${ctid}`, ExitCode.notFound);
+  if (!exists(p.dir)) throw new VztplError(`no container ${ctid}`, ExitCode.notFound);
   const lock = await lockExclusive(store.lockPath(`ct-${ctid}`));
   try {
-    if (await isMounted(p.rootfs)) await unmount(p.rootfs);
+    if (isMounted(p.rootfs)) unmount(p.rootfs);
     // Renamed away first, so a half-removed container is never listed.
     const doomed = join(store.containersDir(), `.${ctid}.destroying-${process.pid}`);
-    await rename(p.dir, doomed);
-    await rm(doomed, { recursive: true, force: true });
+    fs.renameSync(p.dir, doomed);
+    fs.rmSync(doomed, { recursive: true, force: true });
   } finally {
-    await lock.release();
+    lock.release();
   }
 }
 
@@ -249,9 +267,6 @@ export function containerPaths(store: Store, ctid: string) {
   return paths(store, ctid);
 }
 
-async function exists(path: string): Promise<boolean> {
-  return lstat(path).then(
-    () => true,
-    () => false,
-  );
+function exists(path: string): boolean {
+  return lstatOrUndefined(path) !== undefined;
 }

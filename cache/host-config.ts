@@ -1,6 +1,8 @@
 // The host's settings: the store root and the default registry, from options, VZTPL_ROOT /
 // VZTPL_REGISTRY, or /etc/vztpl/host.yaml (`root:`, `registry:`), in that order.
-import { readFileSync } from 'node:fs';
+import { fs } from '../common/builtins.ts';
+
+const { readFileSync } = fs;
 import { UsageError } from '../common/errors.ts';
 import { registryBaseURL, splitReference, splitRegistry } from '../format/reference.ts';
 import { DEFAULT_ROOT } from './store.ts';

@@ -1,8 +1,8 @@
 // Mounting a container's root: an overlayfs of the template's layers with the container's own
 // upper dir. Layer dirs are passed relative to the store's layer directory (mount runs there),
 // so a deep stack of layers fits in the kernel's one-page limit on mount options.
-import { readFile } from 'node:fs/promises';
-import { spawnQuiet } from '../common/spawn.ts';
+import { fs } from '../common/builtins.ts';
+import { runQuick } from '../common/spawn.ts';
 import { ExitCode, VztplError } from '../common/errors.ts';
 import { digestHex, type Digest } from '../format/digest.ts';
 
@@ -24,19 +24,21 @@ export function overlayOptions(spec: Omit<OverlaySpec, 'target' | 'layersDir'>):
   return `lowerdir=${lower},upperdir=${spec.upper},workdir=${spec.work},index=off,xino=off,redirect_dir=off,metacopy=off`;
 }
 
-export async function mountOverlay(spec: OverlaySpec): Promise<void> {
-  const result = await spawnQuiet('mount', ['-t', 'overlay', 'vztpl', '-o', overlayOptions(spec), spec.target], { cwd: spec.layersDir });
+// Synchronous: these take milliseconds, and `create` is a short-lived process with nothing else
+// to do meanwhile (see runQuick).
+export function mountOverlay(spec: OverlaySpec): void {
+  const result = runQuick('mount', ['-t', 'overlay', 'vztpl', '-o', overlayOptions(spec), spec.target], { cwd: spec.layersDir });
   if (result.exitCode !== 0) throw new VztplError(`mounting the container root at ${spec.target} failed: ${result.stderr || result.stdout}`);
 }
 
-export async function unmount(target: string): Promise<void> {
-  const result = await spawnQuiet('umount', [target]);
-  if (result.exitCode !== 0 && (await isMounted(target))) throw new VztplError(`unmounting ${target} failed: ${result.stderr}`, ExitCode.failure);
+export function unmount(target: string): void {
+  const result = runQuick('umount', [target]);
+  if (result.exitCode !== 0 && isMounted(target)) throw new VztplError(`unmounting ${target} failed: ${result.stderr}`, ExitCode.failure);
 }
 
 /** Mount points from the host's mount table (octal escapes decoded). */
-export async function mountPoints(): Promise<Set<string>> {
-  const table = await readFile('/proc/self/mountinfo', 'utf8');
+export function mountPoints(): Set<string> {
+  const table = fs.readFileSync('/proc/self/mountinfo', 'utf8');
   const points = new Set<string>();
   for (const line of table.split('\n')) {
     const field = line.split(' ')[4];
@@ -45,6 +47,6 @@ export async function mountPoints(): Promise<Set<string>> {
   return points;
 }
 
-export async function isMounted(target: string): Promise<boolean> {
-  return (await mountPoints()).has(target);
+export function isMounted(target: string): boolean {
+  return mountPoints().has(target);
 }

@@ -63,7 +63,7 @@ async function pullTemplate(opts: PullOptions): Promise<TemplateRef> {
   await store.init();
   // Work a killed pull left behind: extraction temps beside the layers, blob temps in tmp/.
   await sweepStaleTemps(join(store.root, 'layers', 'sha256'));
-  await sweepDeadPidEntries(store.tmpDir(), (name) => Number(/^[a-z]+-(\d+)-/.exec(name)?.[1]) || undefined);
+  sweepDeadPidEntries(store.tmpDir(), (name) => Number(/^[a-z]+-(\d+)-/.exec(name)?.[1]) || undefined);
   const resolved = await source.resolve(name, opts.request ?? 'latest');
   let manifestDigest = resolved.manifestDigest;
   let { mediaType, bytes } = await source.manifest(name, manifestDigest);
@@ -200,7 +200,7 @@ async function fetchLayer(store: Store, source: TemplateSource, name: string, la
     emit({ event: 'layer-done', digest: layer.digest, size: layer.size, shared: false });
     return received;
   } finally {
-    await lock.release();
+    lock.release();
   }
 }
 

@@ -5,7 +5,12 @@
 //   refs/<registry>/<name>/<version>.json   a pulled template version -> manifest, layers
 //   containers/<ctid>/            container.json, config.json (OCI bundle), upper/, work/, rootfs/
 //   locks/, tmp/                  cross-process locks; work in progress (swept when stale)
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+//
+// Its file operations are synchronous: small metadata files on a local disk, where each async
+// call would cost a thread-pool round trip, and `create` (a short-lived process on the
+// provisioning path) would pay the fs/promises module load. Bulk data (layer blobs, extraction)
+// streams elsewhere.
+import { fs } from '../common/builtins.ts';
 import { join } from 'node:path';
 import { digestHex, type Digest } from '../format/digest.ts';
 
@@ -78,21 +83,20 @@ export class Store {
   }
 
   async init(): Promise<void> {
-    for (const d of ['blobs/sha256', 'layers/sha256', 'refs', 'containers', 'locks', 'tmp']) await mkdir(join(this.root, d), { recursive: true });
+    for (const d of ['blobs/sha256', 'layers/sha256', 'refs', 'containers', 'locks', 'tmp']) fs.mkdirSync(join(this.root, d), { recursive: true });
   }
 
+  /** A layer is present once its info file is: that is written after the rename into place. */
   async hasLayer(diffId: Digest): Promise<boolean> {
-    return readFile(this.layerInfoPath(diffId)).then(
-      () => true,
-      () => false,
-    );
+    return fs.existsSync(this.layerInfoPath(diffId));
   }
 
   async layerInfo(diffId: Digest): Promise<LayerInfo | undefined> {
-    return readFile(this.layerInfoPath(diffId), 'utf8').then(
-      (t) => JSON.parse(t) as LayerInfo,
-      () => undefined,
-    );
+    try {
+      return JSON.parse(fs.readFileSync(this.layerInfoPath(diffId), 'utf8')) as LayerInfo;
+    } catch {
+      return undefined;
+    }
   }
 
   /**
@@ -100,10 +104,10 @@ export class Store {
    * process's leftovers are swept), renamed into place.
    */
   async writeFileAtomic(path: string, data: string | Buffer): Promise<void> {
-    await mkdir(join(path, '..'), { recursive: true });
+    fs.mkdirSync(join(path, '..'), { recursive: true });
     const tmp = join(this.tmpDir(), `file-${process.pid}-${Date.now()}-${++tmpSequence}`);
-    await writeFile(tmp, data);
-    await rename(tmp, path);
+    fs.writeFileSync(tmp, data);
+    fs.renameSync(tmp, path);
   }
 
   async writeJson(path: string, value: unknown): Promise<void> {
@@ -114,23 +118,43 @@ export class Store {
     await this.writeJson(this.refPath(ref.source, ref.name, ref.version), ref);
   }
 
-  /** Every cached template version. */
+  /**
+   * Marks a cached version as just used (least recently used ones are pruned first): the ref
+   * file's mtime is the clock, so a create touches it rather than rewriting it.
+   */
+  async touchRef(ref: TemplateRef, when = new Date()): Promise<void> {
+    fs.utimesSync(this.refPath(ref.source, ref.name, ref.version), when, when);
+  }
+
+  /** Every cached template version (with lastUsed from the ref file's mtime when that is later). */
   async refs(): Promise<TemplateRef[]> {
     const out: TemplateRef[] = [];
-    const walk = async (dir: string): Promise<void> => {
-      for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    const walk = (dir: string): void => {
+      let entries;
+      try {
+        entries = fs.readdirSync(dir, { withFileTypes: true });
+      } catch {
+        return;
+      }
+      for (const entry of entries) {
         const path = join(dir, entry.name);
-        if (entry.isDirectory()) await walk(path);
-        else if (entry.name.endsWith('.json')) out.push(JSON.parse(await readFile(path, 'utf8')) as TemplateRef);
+        if (entry.isDirectory()) walk(path);
+        else if (entry.name.endsWith('.json')) out.push(readRef(path));
       }
     };
-    await walk(join(this.root, 'refs'));
+    walk(join(this.root, 'refs'));
     return out;
   }
 
   async removeRef(ref: TemplateRef): Promise<void> {
-    await rm(this.refPath(ref.source, ref.name, ref.version), { force: true });
+    fs.rmSync(this.refPath(ref.source, ref.name, ref.version), { force: true });
   }
+}
+
+function readRef(path: string): TemplateRef {
+  const ref = JSON.parse(fs.readFileSync(path, 'utf8')) as TemplateRef;
+  const touched = fs.statSync(path).mtime.toISOString();
+  return touched > ref.lastUsed ? { ...ref, lastUsed: touched } : ref;
 }
 
 export function sourceKey(source: string): string {

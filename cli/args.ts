@@ -1,12 +1,13 @@
 // Argument parsing shared by the commands: node's parseArgs, with errors as UsageError.
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
+import { util } from '../common/builtins.ts';
 import { UsageError } from '../common/errors.ts';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
 export function parseCommandArgs<O extends Options>(command: string, argv: string[], options: O, help: string) {
   try {
-    const parsed = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+    const parsed = util.parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
     if ((parsed.values as { help?: boolean }).help) {
       process.stdout.write(`${help.trim()}\n`);
       return undefined;

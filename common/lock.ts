@@ -2,20 +2,25 @@
 // one CTID, edits of a users file). A lock is a file created with O_EXCL holding the owner's
 // pid; a lock whose owner is dead (kill -9, crash) is taken over. Node has no flock(2), and a pid-based lock is exact
 // on one host where mtime-based ones (proper-lockfile) must guess staleness during long work.
-import { open, readFile, rm, mkdir } from 'node:fs/promises';
+// The file operations are synchronous: each is one quick syscall on a local file, and the
+// `create` path saves the thread-pool round trips and the fs/promises module load.
+import { fs } from './builtins.ts';
 import { dirname } from 'node:path';
 import { pidAlive } from './pids.ts';
 
 export interface Lock {
-  release(): Promise<void>;
+  release(): void;
 }
 
-async function tryAcquire(path: string): Promise<Lock | undefined> {
+function tryAcquire(path: string): Lock | undefined {
   try {
-    const fh = await open(path, 'wx', 0o644);
-    await fh.writeFile(`${process.pid}\n`);
-    await fh.close();
-    return { release: () => rm(path, { force: true }) };
+    const fd = fs.openSync(path, 'wx', 0o644);
+    try {
+      fs.writeSync(fd, `${process.pid}\n`);
+    } finally {
+      fs.closeSync(fd);
+    }
+    return { release: () => fs.rmSync(path, { force: true }) };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     return undefined;
@@ -30,22 +35,30 @@ export async function acquire(
   path: string,
   opts: { ready?: () => Promise<boolean>; signal?: AbortSignal; pollMs?: number; timeoutMs?: number } = {},
 ): Promise<Lock | undefined> {
-  await mkdir(dirname(path), { recursive: true });
+  fs.mkdirSync(dirname(path), { recursive: true });
   const deadline = opts.timeoutMs === undefined ? Infinity : Date.now() + opts.timeoutMs;
   for (;;) {
     opts.signal?.throwIfAborted();
     if (Date.now() > deadline) throw new LockTimeoutError(path);
-    const lock = await tryAcquire(path);
+    const lock = tryAcquire(path);
     if (lock) return lock;
     if (opts.ready && (await opts.ready())) return undefined;
-    const owner = Number((await readFile(path, 'utf8').catch(() => '')).trim());
+    const owner = lockOwner(path);
     if (Number.isInteger(owner) && owner > 0 && !pidAlive(owner)) {
       // The owner died: remove its lock (only if it still is that owner's) and retry at once.
-      const again = Number((await readFile(path, 'utf8').catch(() => '')).trim());
-      if (again === owner) await rm(path, { force: true });
+      if (lockOwner(path) === owner) fs.rmSync(path, { force: true });
       continue;
     }
     await new Promise((resolve) => setTimeout(resolve, opts.pollMs ?? 50));
+  }
+}
+
+/** The pid in a lock file; NaN when it is gone or (being written) empty. */
+function lockOwner(path: string): number {
+  try {
+    return Number(fs.readFileSync(path, 'utf8').trim() || NaN);
+  } catch {
+    return NaN;
   }
 }
 
@@ -67,6 +80,6 @@ export async function withLock<T>(path: string, fn: () => Promise<T>, opts: { ti
   try {
     return await fn();
   } finally {
-    await lock.release();
+    lock.release();
   }
 }

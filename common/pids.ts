@@ -1,6 +1,6 @@
 // Liveness of other vztpl processes on this host, for locks and for sweeping what a killed
 // process left behind (entries named with the owner's pid).
-import { readdir, rm } from 'node:fs/promises';
+import { fs } from './builtins.ts';
 import { join } from 'node:path';
 
 export function pidAlive(pid: number): boolean {
@@ -16,12 +16,20 @@ export function pidAlive(pid: number): boolean {
  * Removes the entries of `dir` whose name carries the pid of a process that is gone
  * (`pidOf` extracts it; undefined skips the entry). Returns the removed paths.
  */
-export async function sweepDeadPidEntries(dir: string, pidOf: (name: string) => number | undefined): Promise<string[]> {
+export function sweepDeadPidEntries(dir: string, pidOf: (name: string) => number | undefined): string[] {
   const removed: string[] = [];
-  for (const name of await readdir(dir).catch(() => [] as string[])) {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return removed;
+  }
+  for (const name of names) {
     const pid = pidOf(name);
     if (!pid || pid === process.pid || pidAlive(pid)) continue;
-    await rm(join(dir, name), { recursive: true, force: true });
+    // Synchronous: leftovers are rare, and the common case (nothing to remove) then costs one
+    // readdir and no fs/promises load on the create path.
+    fs.rmSync(join(dir, name), { recursive: true, force: true });
     removed.push(join(dir, name));
   }
   return removed;

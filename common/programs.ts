@@ -1,6 +1,6 @@
 // Finding host programs on PATH. Kept apart from common/run.ts (execa) so that quick commands
 // such as `vztpl create` do not load a process library they do not use.
-import { accessSync, constants } from 'node:fs';
+import { fs } from './builtins.ts';
 import { delimiter, join } from 'node:path';
 import { MissingToolError } from './errors.ts';
 
@@ -11,7 +11,7 @@ export function findProgram(program: string): string | undefined {
     if (!dir) continue;
     const candidate = join(dir, program);
     try {
-      accessSync(candidate, constants.X_OK);
+      fs.accessSync(candidate, fs.constants.X_OK);
       return candidate;
     } catch {
       /* keep looking */

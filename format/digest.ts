@@ -1,6 +1,6 @@
 // Content digests as OCI writes them: "sha256:<64 hex>".
 import type { Hash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { fs } from '../common/builtins.ts';
 
 // node:crypto is loaded on first use: `vztpl create` checks digests' form but hashes nothing.
 const createHash = (algorithm: string): Hash => process.getBuiltinModule('node:crypto').createHash(algorithm);
@@ -23,7 +23,7 @@ export function digestOfHash(hash: Hash): Digest {
 
 export async function sha256File(path: string): Promise<Digest> {
   const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  for await (const chunk of fs.createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
   return digestOfHash(hash);
 }
 

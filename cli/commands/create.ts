@@ -38,7 +38,7 @@ export async function main(argv: string[]): Promise<number> {
     const { pull } = await import('../../cache/pull.ts');
     template = await pull({ store, source: await sourceFor(req, registry), name: req.name, request: req.request, onEvent: emitter(args.values.json) });
   } else {
-    await store.saveRef({ ...template, lastUsed: new Date().toISOString() });
+    await store.touchRef(template);
   }
   const record = await createContainer({ store, ctid, template, layout, hostname: args.values.hostname });
   if (args.values.json) emitter(true)({ event: 'created', ...record });
