@@ -14,6 +14,7 @@ import type { Digest } from '../format/digest.ts';
 import { digestHex, isDigest } from '../format/digest.ts';
 import { bundleConfig } from './bundle.ts';
 import { lockExclusive } from '../common/lock.ts';
+import { holdForUse } from './holds.ts';
 import { isMounted, mountOverlay, mountPoints, overlayOptions, unmount, type OverlaySpec } from './mounts.ts';
 import type { Store, TemplateRef } from './store.ts';
 
@@ -84,12 +85,17 @@ export async function createContainer(opts: CreateOptions): Promise<ContainerRec
   const layout = opts.layout ?? 'overlay';
   const hostname = opts.hostname ?? `ct${ctid}`;
   if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(hostname)) throw new UsageError(`invalid hostname ${JSON.stringify(hostname)}`);
-  for (const l of template.layers) {
-    if (!(await store.hasLayer(l.diffId))) throw new VztplError(`template ${template.name}:${template.version} is missing layer ${l.diffId}: pull it again`, ExitCode.notFound);
-  }
   const p = paths(store, ctid);
-  const lock = await lockExclusive(store.lockPath(`ct-${ctid}`));
+  // Held until the container's record names the layers: a prune meanwhile leaves them alone.
+  const hold = await holdForUse(store, { layers: template.layers.map((l) => l.diffId), blobs: [] });
+  const lock = await lockExclusive(store.lockPath(`ct-${ctid}`)).catch((err: unknown) => {
+    hold.release();
+    throw err;
+  });
   try {
+    for (const l of template.layers) {
+      if (!(await store.hasLayer(l.diffId))) throw new VztplError(`template ${template.name}:${template.version} is missing layer ${l.diffId}: pull it again`, ExitCode.notFound);
+    }
     // Staging dirs of creates and destroys whose process died (they hold no mounts).
     sweepDeadPidEntries(store.containersDir(), (name) => Number(/^\..+\.(?:creating|destroying)-(\d+)$/.exec(name)?.[1]) || undefined);
     // Built beside, renamed into place: a failed create leaves no container behind.
@@ -131,6 +137,7 @@ export async function createContainer(opts: CreateOptions): Promise<ContainerRec
     return record;
   } finally {
     lock.release();
+    hold.release();
   }
 }
 

@@ -4,6 +4,7 @@ import { readdir, rm, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Digest } from '../format/digest.ts';
 import { listContainers } from './containers.ts';
+import { liveHolds, whilePruning } from './holds.ts';
 import type { Store, TemplateRef } from './store.ts';
 
 export interface TemplateUsage {
@@ -48,8 +49,16 @@ export interface PruneReport {
  * ones with maxBytes 0), then every layer no remaining template or container needs.
  */
 export async function prune(store: Store, maxBytes: number): Promise<PruneReport> {
+  return whilePruning(store, () => pruneHeld(store, maxBytes));
+}
+
+/** prune, holding the prune lock: running pulls and creates have written their holds. */
+async function pruneHeld(store: Store, maxBytes: number): Promise<PruneReport> {
+  const { sweepLeftovers } = await import('./pull.ts');
+  await sweepLeftovers(store);
+  const held = liveHolds(store);
   const containers = await listContainers(store);
-  const pinned = new Set(containers.flatMap((c) => c.layers));
+  const pinned = new Set([...containers.flatMap((c) => c.layers), ...held.layers]);
   const inUse = new Set(containers.map((c) => c.template.manifestDigest));
   let refs = await store.refs();
   const report: PruneReport = { removedTemplates: [], removedLayers: [], removedBlobs: [], freedBytes: 0, totalBytes: 0 };
@@ -85,9 +94,17 @@ export async function prune(store: Store, maxBytes: number): Promise<PruneReport
     report.removedLayers.push(d);
     report.freedBytes += bytes;
   }
+  // Layer dirs without an info file that no running pull holds: a pull killed between the
+  // rename into place and the info file (they count as absent; the space is freed here).
+  for (const d of await orphanLayerDirs(store)) {
+    if (pinned.has(d)) continue;
+    const doomed = join(store.tmpDir(), `prune-${process.pid}-${d.slice(7, 19)}`);
+    await rename(store.layerDir(d), doomed).catch(() => undefined);
+    await rm(doomed, { recursive: true, force: true });
+  }
   // The blobs of the removed templates (their compressed layers are as large as the rest).
   const blobs = join(store.root, 'blobs', 'sha256');
-  const referenced = new Set(refs.flatMap((r) => [r.manifestDigest, r.configDigest, ...r.layers.map((l) => l.digest)]));
+  const referenced = new Set([...refs.flatMap((r) => [r.manifestDigest, r.configDigest, ...r.layers.map((l) => l.digest)]), ...held.blobs]);
   for (const name of await readdir(blobs).catch(() => [] as string[])) {
     const digest = `sha256:${name}` as Digest;
     if (!/^[0-9a-f]{64}$/.test(name) || referenced.has(digest)) continue;
@@ -96,6 +113,11 @@ export async function prune(store: Store, maxBytes: number): Promise<PruneReport
   }
   report.totalBytes = await total();
   return report;
+}
+
+async function orphanLayerDirs(store: Store): Promise<Digest[]> {
+  const names = new Set(await readdir(join(store.root, 'layers', 'sha256')).catch(() => [] as string[]));
+  return [...names].filter((n) => /^[0-9a-f]{64}$/.test(n) && !names.has(`${n}.json`)).map((n) => `sha256:${n}` as Digest);
 }
 
 async function storedLayers(store: Store): Promise<Digest[]> {

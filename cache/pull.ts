@@ -12,6 +12,7 @@ import { ExitCode, VztplError } from '../common/errors.ts';
 import { sha256, isDigest, type Digest } from '../format/digest.ts';
 import { ociArchitecture, type ImageConfig } from '../format/oci.ts';
 import { acquire } from '../common/lock.ts';
+import { holdForUse, sweepDeadHolds } from './holds.ts';
 import { extractLayer, sweepStaleTemps } from './extract.ts';
 import type { TemplateSource } from './source.ts';
 import { Store, type LayerRecord, type TemplateRef } from './store.ts';
@@ -56,14 +57,19 @@ export async function pull(opts: PullOptions): Promise<TemplateRef> {
   }
 }
 
+/** Work killed pulls left behind: extraction temps beside the layers, blob temps in tmp/, holds. */
+export async function sweepLeftovers(store: Store): Promise<void> {
+  sweepDeadHolds(store);
+  await sweepStaleTemps(join(store.root, 'layers', 'sha256'));
+  sweepDeadPidEntries(store.tmpDir(), (name) => Number(/^[a-z]+-(\d+)-/.exec(name)?.[1]) || undefined);
+}
+
 async function pullTemplate(opts: PullOptions): Promise<TemplateRef> {
   const started = performance.now();
   const { store, source, name } = opts;
   const emit = opts.onEvent ?? (() => undefined);
   await store.init();
-  // Work a killed pull left behind: extraction temps beside the layers, blob temps in tmp/.
-  await sweepStaleTemps(join(store.root, 'layers', 'sha256'));
-  sweepDeadPidEntries(store.tmpDir(), (name) => Number(/^[a-z]+-(\d+)-/.exec(name)?.[1]) || undefined);
+  await sweepLeftovers(store);
   const resolved = await source.resolve(name, opts.request ?? 'latest');
   let manifestDigest = resolved.manifestDigest;
   let { mediaType, bytes } = await source.manifest(name, manifestDigest);
@@ -86,9 +92,33 @@ async function pullTemplate(opts: PullOptions): Promise<TemplateRef> {
     throw new VztplError(`${name}: the config names ${diffIds.length} layers, the manifest ${manifest.layers.length}`);
   }
   const layers: LayerRecord[] = manifest.layers.map((l, i) => ({ digest: l.digest, diffId: diffIds[i]!, mediaType: l.mediaType, size: l.size }));
+  // Until the reference is written, nothing else tells a prune that these are wanted.
+  const hold = await holdForUse(store, { layers: layers.map((l) => l.diffId), blobs: [manifestDigest, manifest.config.digest, ...layers.map((l) => l.digest)] }, { signal: opts.signal });
+  try {
+    return await fetchAndRecord({ ...opts, emit, started }, { name, version: resolved.version, manifestDigest, bytes, configDigest: manifest.config.digest, configBytes, config, layers });
+  } finally {
+    hold.release();
+  }
+}
+
+interface Resolution {
+  name: string;
+  version: string;
+  manifestDigest: Digest;
+  bytes: Buffer;
+  configDigest: Digest;
+  configBytes: Buffer;
+  config: ImageConfig;
+  layers: LayerRecord[];
+}
+
+/** Fetches the layers the store lacks, then writes the manifest, config and reference. */
+async function fetchAndRecord(opts: PullOptions & { emit: (e: PullEvent) => void; started: number }, r: Resolution): Promise<TemplateRef> {
+  const { store, source, emit, started } = opts;
+  const { name, version, manifestDigest, bytes, configDigest, configBytes, config, layers } = r;
   const missing: LayerRecord[] = [];
   for (const l of layers) if (!(await store.hasLayer(l.diffId)) && !missing.some((m) => m.diffId === l.diffId)) missing.push(l);
-  emit({ event: 'resolved', name, version: resolved.version, digest: manifestDigest, layers: layers.length, bytes: layers.reduce((n, l) => n + l.size, 0), missing: missing.length });
+  emit({ event: 'resolved', name, version: version, digest: manifestDigest, layers: layers.length, bytes: layers.reduce((n, l) => n + l.size, 0), missing: missing.length });
   // Layers the host has already (shared with a cached template): reported, not fetched.
   for (const l of layers) if (!missing.some((m) => m.diffId === l.diffId)) emit({ event: 'layer-done', digest: l.digest, size: l.size, shared: true });
 
@@ -112,18 +142,18 @@ async function pullTemplate(opts: PullOptions): Promise<TemplateRef> {
     }),
   );
   const settled = await Promise.allSettled(workers);
-  if (settled.some((r) => r.status === 'rejected')) throw failed.signal.reason;
+  if (settled.some((w) => w.status === 'rejected')) throw failed.signal.reason;
 
   // Manifest and config last: a reference is written only when every layer is in place.
   await store.writeFileAtomic(store.blobPath(manifestDigest), bytes);
-  await store.writeFileAtomic(store.blobPath(manifest.config.digest), configBytes);
+  await store.writeFileAtomic(store.blobPath(configDigest), configBytes);
   const now = new Date().toISOString();
   const ref: TemplateRef = {
     source: source.id,
     name,
-    version: resolved.version,
+    version: version,
     manifestDigest,
-    configDigest: manifest.config.digest,
+    configDigest,
     layers,
     env: config.config?.Env ?? [],
     cmd: config.config?.Cmd ?? ['/bin/sh'],
@@ -132,7 +162,7 @@ async function pullTemplate(opts: PullOptions): Promise<TemplateRef> {
     lastUsed: now,
   };
   await store.saveRef(ref);
-  emit({ event: 'pulled', name, version: resolved.version, digest: manifestDigest, downloaded, seconds: (performance.now() - started) / 1000 });
+  emit({ event: 'pulled', name, version: version, digest: manifestDigest, downloaded, seconds: (performance.now() - started) / 1000 });
   return ref;
 }
 

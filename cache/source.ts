@@ -50,7 +50,13 @@ export class RegistrySource implements TemplateSource {
   }
 
   private async resolveAt(name: string, request: string): Promise<Resolved> {
-    if (isDigest(request)) return { version: request, manifestDigest: request };
+    if (isDigest(request)) {
+      // The version that digest was published as, when the registry's catalog knows it.
+      // A registry without it (or refusing it) leaves the digest as the version.
+      const versions = await this.client.catalogVersions(name).catch(() => undefined);
+      const published = versions?.find((v) => v.digest === request);
+      return { version: published?.version ?? request, manifestDigest: request };
+    }
     if (isRangeLike(request)) {
       const viaCatalog = await this.client.resolveVersion(name, request);
       if (viaCatalog) return { version: viaCatalog.version, manifestDigest: viaCatalog.digest };
@@ -93,7 +99,7 @@ export class LayoutSource implements TemplateSource {
       throw new UsageError(`${this.layout.dir}: not an OCI image layout (${err.message})`);
     });
     const named = index.manifests.map((m) => ({ ref: m.annotations?.['org.opencontainers.image.ref.name'], digest: m.digest }));
-    if (isDigest(request)) return { version: request, manifestDigest: request };
+    if (isDigest(request)) return { version: named.find((n) => n.digest === request && n.ref)?.ref ?? request, manifestDigest: request };
     if (request === 'latest' && named.length === 1) return { version: named[0]!.ref ?? 'latest', manifestDigest: named[0]!.digest };
     const refs = named.map((n) => n.ref).filter((r): r is string => Boolean(r));
     const version = resolveRange(request, refs) ?? (refs.includes(request) ? request : undefined);

@@ -296,6 +296,18 @@ export class RegistryClient {
     return undefined;
   }
 
+  /** The versions a vztpl registry's catalog lists for `repo`; undefined from another registry. */
+  async catalogVersions(repo: string): Promise<Array<{ version: string; digest: Digest }> | undefined> {
+    const res = await this.request('GET', `/api/v1/templates/${repo}/versions`, { what: `versions of ${repo}`, repo, ok: [200, 404] });
+    const text = await res.text();
+    try {
+      const body = JSON.parse(text) as { versions?: Array<{ version: string; digest: Digest }> };
+      return Array.isArray(body.versions) ? body.versions : undefined;
+    } catch {
+      return undefined; // not our API
+    }
+  }
+
   async tags(repo: string): Promise<string[]> {
     const res = await this.request('GET', `/v2/${repo}/tags/list`, { what: `tags of ${repo}`, repo });
     return ((await res.json()) as { tags?: string[] }).tags ?? [];

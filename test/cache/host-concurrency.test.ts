@@ -2,7 +2,8 @@
 // blob requests and can slow its blob reads (test/helpers/host-env.ts). Four pulls and four creates
 // of one uncached template at once fetch each layer once; a pull killed with SIGKILL mid-layer
 // never leaves a partial layer where creates look, and the next pull sweeps its leftovers and
-// completes; a pull waiting on a killed puller's layer lock takes the work over.
+// completes; a pull waiting on a killed puller's layer lock takes the work over; a prune while a
+// pull is half done leaves what the pull fetched (cache/holds.ts).
 // Needs root, mmdebstrap (or a warm build cache), runc and overlayfs.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -221,15 +222,56 @@ describe.skipIf(!ready)('vztpl host cache: concurrent pulls and creates, killed 
     const view = await storeView(root);
     expect(view.layerDirs).toEqual(base.diffIds.map(hexOf).sort());
     expect(layersConsistent(view)).toEqual([]);
-    expect(view.locks).toEqual([]);
-    // The killed puller's temporaries (it died after the second swept at its start) are all that
-    // is left over, and the next pull sweeps them.
+    // The killed puller's temporaries and its hold (it died after the second swept at its start)
+    // are all that is left over, and the next pull sweeps them.
     const dead = first.child.pid!;
+    expect(view.locks).toEqual([`hold-${dead}-1`]);
     for (const n of [...view.tmp, ...view.layerOthers]) expect(n).toMatch(new RegExp(`(^blob-|\\.tmp-)${dead}-`));
     await t.ok('pull', BASE_NAME);
     const swept = await storeView(root);
     expect(swept.tmp).toEqual([]);
     expect(swept.layerOthers).toEqual([]);
+    expect(swept.locks).toEqual([]);
     expect(layersChecksum(root)).toBe(layersChecksum(concurrentRoot));
+  });
+
+  it('cache prune while a pull is half done removes nothing it fetched; the pull completes whole', async () => {
+    const root = join(work, 'store-prune');
+    const h = host(root, reg.host);
+    reg.throttle.bytesPerSecond = 4 << 20; // the big layer takes seconds, the small ones are done
+    const p = h.spawn('pull', BASE_NAME, '--json');
+    const smallDone = (e: Record<string, unknown>) => e.event === 'layer-done' && e.shared === false && e.digest !== big.digest;
+    let pruned: { removedTemplates: string[]; removedLayers: string[]; removedBlobs: string[] };
+    let midway: StoreView;
+    try {
+      await waitForEvent(p.stdout, (e) => smallDone(e as Record<string, unknown>), 120_000, p.result);
+      await waitForEvent(p.stdout, (e) => (e as Record<string, unknown>).event === 'layer-progress' && (e as Record<string, unknown>).digest === big.digest, 120_000, p.result);
+      // Extracted layers that no reference names yet: what a prune without holds would take.
+      midway = await storeView(root);
+      expect(midway.refs).toEqual([]);
+      expect(midway.layerInfos.length).toBeGreaterThan(0);
+      pruned = JSON.parse((await h.ok('cache', 'prune', '--max-size', '0', '--json')).stdout);
+    } finally {
+      reg.throttle.bytesPerSecond = undefined;
+    }
+    expect(pruned.removedLayers).toEqual([]);
+    expect(pruned.removedBlobs).toEqual([]);
+    const r = await p.result;
+    expect(r.code, r.stderr).toBe(0);
+    // Nothing was fetched twice: the layers extracted before the prune were kept.
+    expect(pullEvents(r).filter((e) => e.event === 'layer-start')).toHaveLength(base.layers.length);
+    const view = await storeView(root);
+    expect(view.refs).toHaveLength(1);
+    expect(view.layerDirs).toEqual(base.diffIds.map(hexOf).sort());
+    expect(layersConsistent(view)).toEqual([]);
+    expect(view.locks).toEqual([]);
+    expect(layersChecksum(root)).toBe(layersChecksum(concurrentRoot));
+    await h.ok('create', 'pr1', '--ostemplate', BASE_NAME);
+    expect((await h.ok('exec', 'pr1', '--', 'cat', '/opt/vzt-host/base')).stdout).toBe('base\n');
+    await h.ok('destroy', 'pr1');
+    // With the pull done and no container, the template is the prune's to take.
+    const after = JSON.parse((await h.ok('cache', 'prune', '--max-size', '0', '--json')).stdout) as typeof pruned;
+    expect(after.removedLayers.sort()).toEqual([...base.diffIds].sort());
+    expect((await storeView(root)).layerDirs).toEqual([]);
   });
 });

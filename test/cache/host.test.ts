@@ -128,12 +128,21 @@ describe.skipIf(!ready)('vztpl host cache: pull, create, exec, list, destroy, pr
       const pinned = host(join(work, 'store-pinned'), reg.host);
       const from = reg.requests.length;
       const events = pullEvents(await pinned.ok('pull', `${BASE_NAME}@${base.manifestDigest}`, '--json'));
-      expect(events.find((e) => e.event === 'resolved')).toMatchObject({ digest: base.manifestDigest, missing: 3 });
-      // No resolution: the manifest is asked for by its digest.
+      // Recorded as the version the catalog says that digest was published as.
+      expect(events.find((e) => e.event === 'resolved')).toMatchObject({ digest: base.manifestDigest, version: '1.0.0', missing: 3 });
+      // No range resolution: the manifest is asked for by its digest.
       const asked = reg.requests.slice(from).map((q) => q.url);
       expect(asked.some((u) => u.includes('/resolve') || u.includes('/tags/list'))).toBe(false);
+      expect(asked).toContain(`/api/v1/templates/${BASE_NAME}/versions`);
       expect(asked).toContain(`/v2/${BASE_NAME}/manifests/${base.manifestDigest}`);
-      expect((await storeView(pinned.root)).layerDirs).toEqual(base.diffIds.map(hexOf).sort());
+      const pinnedView = await storeView(pinned.root);
+      expect(pinnedView.layerDirs).toEqual(base.diffIds.map(hexOf).sort());
+      expect(pinnedView.refs).toEqual([`127.0.0.1_${reg.port}/${BASE_NAME}/1.0.0.json`]);
+      // So a later request by version finds it cached.
+      const cachedFrom = reg.requests.length;
+      await pinned.ok('create', 'pin1', '--ostemplate', `${BASE_NAME}@1.0.0`);
+      expect(reg.requests.length).toBe(cachedFrom);
+      await pinned.ok('destroy', 'pin1');
 
       // A digest nobody published: not found.
       const missing = await pinned.run('pull', `${BASE_NAME}@sha256:${'0'.repeat(64)}`);
@@ -156,6 +165,9 @@ describe.skipIf(!ready)('vztpl host cache: pull, create, exec, list, destroy, pr
       expect(view.refs).toHaveLength(1);
       expect(view.refs[0]).toMatch(new RegExp(`^oci/[A-Za-z0-9_-]+/${BASE_NAME}/1\\.0\\.0\\.json$`));
       expect(view.layerDirs).toEqual(base.diffIds.map(hexOf).sort());
+      // By digest from a layout: recorded under the image's ref name too.
+      const byDigest = pullEvents(await host(join(work, 'store-oci-digest')).ok('pull', `oci:${base.dir}@${base.manifestDigest}`, '--json'));
+      expect(byDigest.find((e) => e.event === 'resolved')).toMatchObject({ version: '1.0.0', digest: base.manifestDigest });
       await local.ok('create', 'oci1', '--ostemplate', `oci:${base.dir}`);
       const r = await local.ok('exec', 'oci1', '--', 'cat', '/opt/vzt-host/base');
       expect(r.stdout).toBe('base\n');

@@ -1,0 +1,97 @@
+// Holds: what keeps `cache prune` from removing layers and blobs that a pull or a create is
+// about to use but that no template reference or container names yet (a pull writes its
+// reference last, a create its container record after checking the layers).
+//
+// A process writes its hold (locks/hold-<pid>-<n>: the diff_ids and blob digests) first, and
+// only then waits for a running prune to finish and checks what the store has. Prune takes the
+// prune lock first, and only then reads the holds. Whichever comes second sees the other: a
+// prune that started before the hold was written is waited for, and a hold written before the
+// prune read the holds is honoured. The hold of a process that died counts for nothing.
+import { join } from 'node:path';
+import { fs } from '../common/builtins.ts';
+import { acquire, lockExclusive, type Lock } from '../common/lock.ts';
+import { pidAlive, sweepDeadPidEntries } from '../common/pids.ts';
+import type { Digest } from '../format/digest.ts';
+import type { Store } from './store.ts';
+
+export interface Held {
+  layers: Digest[];
+  blobs: Digest[];
+}
+
+let holdSequence = 0;
+const HOLD_RE = /^hold-(\d+)-\d+$/;
+/** Holds and their temporaries (a process killed while writing one). */
+const HOLD_FILE_RE = /^\.?hold-(\d+)-\d+(?:\.tmp)?$/;
+const PRUNE_LOCK = 'prune';
+
+export interface Hold {
+  release(): void;
+}
+
+/**
+ * Holds `held` until release(), having waited out any prune running when it was written, so
+ * that what the caller then finds in the store stays there.
+ */
+export async function holdForUse(store: Store, held: Held, opts: { signal?: AbortSignal } = {}): Promise<Hold> {
+  const path = store.lockPath(`hold-${process.pid}-${++holdSequence}`);
+  // Whole or not at all: a prune must never read half a hold.
+  const tmp = join(path, '..', `.hold-${process.pid}-${holdSequence}.tmp`);
+  fs.mkdirSync(join(path, '..'), { recursive: true });
+  fs.writeFileSync(tmp, JSON.stringify(held));
+  fs.renameSync(tmp, path);
+  const release = () => fs.rmSync(path, { force: true });
+  try {
+    // Taken and released at once: only a prune holds this lock for any length of time.
+    const lock = await acquire(store.lockPath(PRUNE_LOCK), { signal: opts.signal });
+    lock?.release();
+  } catch (err) {
+    release();
+    throw err;
+  }
+  return { release };
+}
+
+/** Runs fn (a prune) holding the prune lock; fn reads the holds with liveHolds. */
+export async function whilePruning<T>(store: Store, fn: () => Promise<T>): Promise<T> {
+  const lock: Lock = await lockExclusive(store.lockPath(PRUNE_LOCK));
+  try {
+    return await fn();
+  } finally {
+    lock.release();
+  }
+}
+
+/** Removes the holds of processes that are gone (a killed pull's). */
+export function sweepDeadHolds(store: Store): void {
+  sweepDeadPidEntries(join(store.root, 'locks'), (name) => Number(HOLD_FILE_RE.exec(name)?.[1]) || undefined);
+}
+
+/** What running processes hold; the holds of dead ones are removed. */
+export function liveHolds(store: Store): { layers: Set<Digest>; blobs: Set<Digest> } {
+  const out = { layers: new Set<Digest>(), blobs: new Set<Digest>() };
+  const dir = join(store.root, 'locks');
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return out;
+  }
+  for (const name of names) {
+    const m = HOLD_RE.exec(name);
+    if (!m) continue;
+    if (!pidAlive(Number(m[1]))) {
+      fs.rmSync(join(dir, name), { force: true });
+      continue;
+    }
+    let held: Held;
+    try {
+      held = JSON.parse(fs.readFileSync(join(dir, name), 'utf8')) as Held;
+    } catch {
+      continue; // released meanwhile
+    }
+    for (const d of held.layers ?? []) out.layers.add(d);
+    for (const d of held.blobs ?? []) out.blobs.add(d);
+  }
+  return out;
+}
