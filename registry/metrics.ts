@@ -24,33 +24,53 @@ export class Metrics {
     collectDefaultMetrics({ register: this.registry, prefix: 'vztpl_' });
   }
 
-  /** A driver that counts its operations and failures. */
+  /**
+   * A driver that counts its operations and failures. The wrapper methods are made once, each
+   * with its labelled counters resolved (prom-client hashes the labels on every inc() given as
+   * an object): this runs several times per request.
+   */
   instrument(driver: StorageDriver): StorageDriver {
-    const metrics = this;
-    return new Proxy(driver, {
-      get(target, prop, receiver) {
-        const value = Reflect.get(target, prop, receiver) as unknown;
-        if (typeof value !== 'function' || typeof prop !== 'string' || prop === 'constructor') return value;
-        return (...args: unknown[]) => {
-          metrics.storageOps.inc({ driver: target.name, op: prop });
-          try {
-            const result = (value as (...a: unknown[]) => unknown).apply(target, args);
-            if (result instanceof Promise) {
-              return result.catch((err: unknown) => {
-                if (!(err instanceof PathNotFoundError)) metrics.storageErrors.inc({ driver: target.name, op: prop });
-                throw err;
-              });
-            }
-            return result;
-          } catch (err) {
-            if (!(err instanceof PathNotFoundError)) metrics.storageErrors.inc({ driver: target.name, op: prop });
-            throw err;
-          }
-        };
-      },
-    });
+    const wrapped = Object.create(driver) as Record<string, unknown>;
+    for (const op of DRIVER_OPERATIONS) {
+      const ops = this.storageOps.labels(driver.name, op);
+      const errors = this.storageErrors.labels(driver.name, op);
+      const failed = (err: unknown) => {
+        if (!(err instanceof PathNotFoundError)) errors.inc();
+        throw err;
+      };
+      wrapped[op] = (...args: unknown[]) => {
+        ops.inc();
+        try {
+          // Looked up at each call: the driver may swap its methods (fault injection in tests).
+          const result = (driver[op] as (...a: unknown[]) => unknown).apply(driver, args);
+          return result instanceof Promise ? result.catch(failed) : result;
+        } catch (err) {
+          return failed(err);
+        }
+      };
+    }
+    return wrapped as unknown as StorageDriver;
+  }
+
+  /** Labelled children of the request metrics, made once per label set. */
+  private readonly children = new Map<string, { requests: { inc(): void }; duration: { observe(seconds: number): void } }>();
+
+  observeRequest(method: string, route: string, status: number, seconds: number): void {
+    const key = `${method} ${route} ${status}`;
+    let c = this.children.get(key);
+    if (!c) {
+      c = { requests: this.requests.labels(method, route, String(status)), duration: this.duration.labels(method, route) };
+      this.children.set(key, c);
+    }
+    c.requests.inc();
+    c.duration.observe(seconds);
   }
 }
+
+/** Every operation of the StorageDriver interface (a compile error here when one is added). */
+const DRIVER_OPERATIONS = ['getContent', 'putContent', 'reader', 'writer', 'stat', 'list', 'move', 'delete', 'redirectURL', 'walk', 'abortStaleUploads'] as const satisfies ReadonlyArray<keyof StorageDriver>;
+type _AllOperations = Exclude<keyof StorageDriver, 'name' | (typeof DRIVER_OPERATIONS)[number]> extends never ? true : never;
+const _allOperations: _AllOperations = true;
 
 function routeClass(url: string): string {
   const path = url.split('?')[0] ?? '';
@@ -63,14 +83,15 @@ function routeClass(url: string): string {
 
 export async function metricsPlugin(app: FastifyInstance, opts: { metrics: Metrics }): Promise<void> {
   const { metrics } = opts;
-  app.addHook('onResponse', async (req, reply) => {
+  // A callback hook, not an async one: it runs for every request.
+  app.addHook('onResponse', (req, reply, done) => {
     const route = routeClass(req.url);
-    metrics.requests.inc({ method: req.method, route, status: String(reply.statusCode) });
-    metrics.duration.observe({ method: req.method, route }, reply.elapsedTime / 1000);
+    metrics.observeRequest(req.method, route, reply.statusCode, reply.elapsedTime / 1000);
     const received = Number(req.headers['content-length'] ?? 0);
     if (received > 0) metrics.bytesIn.inc({ route }, received);
     const sent = Number(reply.getHeader('content-length') ?? 0);
     if (sent > 0 && req.method !== 'HEAD') metrics.bytesOut.inc({ route }, sent);
+    done();
   });
   app.get('/metrics', async (_req, reply) => {
     reply.header('Content-Type', metrics.registry.contentType);
