@@ -1,6 +1,13 @@
 // The template catalog: what a version is (name, digest, size, date, labels, package lock),
 // written as one small record per version when it is published, and the queries hosts and
 // authors ask of it (search, versions, range resolution, package differences).
+//
+// Search reads one summary object per template (its versions and its latest record) instead
+// of listing and reading every version of every template: on S3 each listing and read is a
+// round trip, and ~60 templates took ~25 s that way. The summary is derived state, rewritten
+// from the versions whenever a version is published or a version tag deleted; the versions
+// (records and tags) stay the truth, and anything without a usable summary (a registry written
+// before summaries existed, a summary whose latest version is gone) is recomputed from them.
 import semver from 'semver';
 import type { Digest } from '../format/digest.ts';
 import type { ImageConfig, ImageManifest, LockedPackage } from '../format/oci.ts';
@@ -26,8 +33,28 @@ export interface VersionRecord {
   packages: LockedPackage[];
 }
 
-const recordPath = (repo: string, version: string) => `/v2/_templates/${repo}/_versions/${version}`;
-const versionsDir = (repo: string) => `/v2/_templates/${repo}/_versions`;
+/** What search needs of one template, in one object. */
+export interface TemplateSummary {
+  /** Layout of this object: a summary in another format is recomputed, not misread. */
+  format: typeof SUMMARY_FORMAT;
+  /** Every published version, lowest first. */
+  versions: string[];
+  /** The highest release, or the highest pre-release when there is none; absent with no versions. */
+  latest?: VersionRecord;
+}
+
+export type SearchFilter = { q?: string; distro?: string; release?: string; arch?: string; package?: string };
+
+const SUMMARY_FORMAT = 1;
+/** Summaries read at once by a search: enough to hide S3's round trips, few enough for one bucket. */
+const SEARCH_CONCURRENCY = 16;
+
+/** Where the catalog keeps its objects (repository names have no component starting with '_'). */
+export const catalogPaths = {
+  record: (repo: string, version: string) => `/v2/_templates/${repo}/_versions/${version}`,
+  versions: (repo: string) => `/v2/_templates/${repo}/_versions`,
+  summary: (repo: string) => `/v2/_templates/${repo}/_summary`,
+};
 
 export class Catalog {
   readonly registry: Registry;
@@ -35,12 +62,32 @@ export class Catalog {
     this.registry = registry;
   }
 
-  /** After a manifest is stored under `tag`: a version gets its record and moves the aliases. */
+  /** After a manifest is stored under `tag`: a version gets its record, moves the aliases and rewrites the summary. */
   async published(repo: string, tag: string, digest: Digest): Promise<void> {
     if (!isVersionTag(tag)) return;
-    const record = await this.recordFor(repo, tag, digest);
-    await this.registry.driver.putContent(recordPath(repo, tag), Buffer.from(JSON.stringify(record)), { ifNotExists: true });
-    await this.moveAliases(repo);
+    await this.writeRecord(repo, tag, digest);
+    await Promise.all([this.moveAliases(repo), this.refreshSummary(repo)]);
+  }
+
+  /** After tags were deleted (by name, or with their manifest): a deleted version leaves the summary. */
+  async deleted(repo: string, tags: readonly string[]): Promise<void> {
+    if (tags.some(isVersionTag)) await this.refreshSummary(repo);
+  }
+
+  private async writeRecord(repo: string, version: string, digest: Digest): Promise<void> {
+    const bytes = Buffer.from(JSON.stringify(await this.recordFor(repo, version, digest)));
+    if (await this.registry.driver.putContent(catalogPaths.record(repo, version), bytes, { ifNotExists: true })) return;
+    // The record of a version that was deleted and pushed again with other content: replaced,
+    // but only while the tag (create-only) names this digest, so a late publisher of the
+    // deleted content cannot put its record back.
+    const existing = await this.readRecord(repo, version);
+    if (existing.digest !== digest && (await this.registry.manifests.resolveTag(repo, version)) === digest) {
+      await this.registry.driver.putContent(catalogPaths.record(repo, version), bytes);
+    }
+  }
+
+  private async readRecord(repo: string, version: string): Promise<VersionRecord> {
+    return JSON.parse((await this.registry.driver.getContent(catalogPaths.record(repo, version))).toString('utf8')) as VersionRecord;
   }
 
   /**
@@ -71,6 +118,85 @@ export class Catalog {
     }
   }
 
+  /**
+   * Writes the template's summary from its versions as they are now, and returns it.
+   *
+   * Concurrent writers converge as in moveAliases: after writing, the versions are listed
+   * again, and if the set changed meanwhile the summary is computed and written again. A writer
+   * whose summary came from an older listing (and may have landed after a newer one) therefore
+   * corrects it; a version published or deleted after that last listing has a writer of its own
+   * that lists, and writes, later still.
+   */
+  async refreshSummary(repo: string): Promise<TemplateSummary> {
+    let previous: string | undefined;
+    let summary: TemplateSummary | undefined;
+    for (let round = 0; round < 20; round++) {
+      const versions = await this.versionNames(repo);
+      const key = versions.join(' ');
+      if (summary && key === previous) return summary;
+      previous = key;
+      summary = await this.summarize(repo, versions);
+      await this.storeSummary(repo, summary);
+    }
+    return summary!;
+  }
+
+  /** Writes a summary unless the stored one already says the same (a re-push of a version changes nothing). */
+  private async storeSummary(repo: string, summary: TemplateSummary): Promise<void> {
+    const bytes = Buffer.from(JSON.stringify(summary));
+    const stored = await this.registry.driver.getContent(catalogPaths.summary(repo)).catch((err: unknown) => {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    });
+    if (!stored?.equals(bytes)) await this.registry.driver.putContent(catalogPaths.summary(repo), bytes);
+  }
+
+  private async summarize(repo: string, versions: string[]): Promise<TemplateSummary> {
+    const latest = versions.filter((v) => !v.includes('-')).at(-1) ?? versions.at(-1);
+    return { format: SUMMARY_FORMAT, versions, ...(latest ? { latest: await this.readRecord(repo, latest) } : {}) };
+  }
+
+  /** The stored summary; undefined when there is none or it is in another format. */
+  private async readSummary(repo: string): Promise<TemplateSummary | undefined> {
+    let parsed: Partial<TemplateSummary>;
+    try {
+      parsed = JSON.parse((await this.registry.driver.getContent(catalogPaths.summary(repo))).toString('utf8')) as Partial<TemplateSummary>;
+    } catch (err) {
+      // Unreadable JSON cannot come from an atomic write of ours; recomputing replaces it.
+      if (isNotFound(err) || err instanceof SyntaxError) return undefined;
+      throw err;
+    }
+    return parsed.format === SUMMARY_FORMAT && Array.isArray(parsed.versions) ? (parsed as TemplateSummary) : undefined;
+  }
+
+  /**
+   * The summary search may show: the stored one while its latest version is still published,
+   * else computed now (and stored). A summary names a version only after it is whole; a
+   * deletion whose summary rewrite was lost (a crash) is caught here, at one small read.
+   */
+  private async currentSummary(repo: string): Promise<TemplateSummary> {
+    const stored = await this.readSummary(repo);
+    if (stored && (!stored.latest || (await this.registry.manifests.resolveTag(repo, stored.latest.version)) === stored.latest.digest)) return stored;
+    return this.refreshSummary(repo);
+  }
+
+  /** Published versions, lowest first: those with both a record and a tag. */
+  private async versionNames(repo: string): Promise<string[]> {
+    const [entries, tags] = await Promise.all([this.listRecords(repo), this.registry.manifests.tags(repo)]);
+    // A record outlives a deleted version tag: only the tag says the version is published.
+    const published = new Set(tags.filter(isVersionTag));
+    return entries.filter((v) => published.has(v)).sort(compareVersions);
+  }
+
+  private async listRecords(repo: string): Promise<string[]> {
+    try {
+      return (await this.registry.driver.list(catalogPaths.versions(repo))).map((p) => p.slice(p.lastIndexOf('/') + 1));
+    } catch (err) {
+      if (isNotFound(err)) return [];
+      throw err;
+    }
+  }
+
   private async recordFor(repo: string, version: string, digest: Digest): Promise<VersionRecord> {
     const stored = await this.registry.manifests.get(repo, digest);
     const base: VersionRecord = { name: repo, version, digest, size: stored.bytes.length, published: new Date().toISOString(), labels: {}, packages: [] };
@@ -93,17 +219,7 @@ export class Catalog {
   }
 
   async versions(repo: string): Promise<VersionRecord[]> {
-    let entries: string[];
-    try {
-      entries = await this.registry.driver.list(versionsDir(repo));
-    } catch (err) {
-      if (isNotFound(err)) return [];
-      throw err;
-    }
-    const records = await Promise.all(entries.map(async (p) => JSON.parse((await this.registry.driver.getContent(p)).toString('utf8')) as VersionRecord));
-    // A record outlives a deleted version tag only until the next publish; hide it now.
-    const tags = new Set(await this.registry.manifests.tags(repo));
-    return records.filter((r) => tags.has(r.version)).sort((a, b) => compareVersions(a.version, b.version));
+    return Promise.all((await this.versionNames(repo)).map((v) => this.readRecord(repo, v)));
   }
 
   async version(repo: string, version: string): Promise<VersionRecord> {
@@ -121,22 +237,43 @@ export class Catalog {
     return records.find((r) => r.version === version)!;
   }
 
-  /** The latest version of every template matching the filters. */
-  async search(filter: { q?: string; distro?: string; release?: string; arch?: string; package?: string }): Promise<Array<VersionRecord & { versions: number }>> {
+  /** The latest version of every template matching the filters, by repository name. */
+  async search(filter: SearchFilter): Promise<Array<VersionRecord & { versions: number }>> {
+    const repos = (await this.registry.repositories()).filter((repo) => !filter.q || repo.includes(filter.q));
+    const summaries = await mapBounded(repos, SEARCH_CONCURRENCY, (repo) => this.currentSummary(repo));
     const out: Array<VersionRecord & { versions: number }> = [];
-    for (const repo of await this.registry.repositories()) {
-      if (filter.q && !repo.includes(filter.q)) continue;
-      const records = await this.versions(repo);
-      const latest = records.filter((r) => !r.version.includes('-')).at(-1) ?? records.at(-1);
-      if (!latest) continue;
-      if (filter.distro && latest.distro !== filter.distro) continue;
-      if (filter.release && latest.release !== filter.release) continue;
-      if (filter.arch && latest.arch !== filter.arch) continue;
-      if (filter.package && !latest.packages.some((p) => p.name === filter.package)) continue;
-      out.push({ ...latest, versions: records.length });
+    for (const { latest, versions } of summaries) {
+      if (latest && matches(latest, filter)) out.push({ ...latest, versions: versions.length });
     }
     return out;
   }
+}
+
+function matches(latest: VersionRecord, filter: SearchFilter): boolean {
+  if (filter.distro && latest.distro !== filter.distro) return false;
+  if (filter.release && latest.release !== filter.release) return false;
+  if (filter.arch && latest.arch !== filter.arch) return false;
+  return !filter.package || latest.packages.some((p) => p.name === filter.package);
+}
+
+/** fn over items, at most `limit` calls in flight; results in the items' order. Stops at the first error. */
+async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  let failed = false;
+  const worker = async () => {
+    while (!failed && next < items.length) {
+      const i = next++;
+      try {
+        out[i] = await fn(items[i]!);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
 }
 
 export function compareVersions(a: string, b: string): number {

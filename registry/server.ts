@@ -50,6 +50,7 @@ export async function buildServer(opts: ServerOptions): Promise<{ app: FastifyIn
     registry,
     redirectBlobs: opts.redirectBlobs,
     onManifestPut: (repo, reference, digest) => catalog.published(repo, reference, digest),
+    onTagsDeleted: (repo, tags) => catalog.deleted(repo, tags),
   });
   await app.register(catalogRoutes, { registry, catalog });
   return { app, registry, catalog, metrics };

@@ -13,6 +13,8 @@ export interface V2Options {
   registry: Registry;
   /** Called after a manifest was stored under a tag (versions, aliases, catalog records). */
   onManifestPut?: (repo: string, reference: string, digest: Digest, request: FastifyRequest) => Promise<void>;
+  /** Called after tags were deleted, by name or with their manifest (the catalog's summaries). */
+  onTagsDeleted?: (repo: string, tags: string[]) => Promise<void>;
   /** Redirect blob GETs to presigned storage URLs when the driver offers them. */
   redirectBlobs?: boolean;
 }
@@ -220,13 +222,16 @@ export async function v2Routes(app: FastifyInstance, opts: V2Options): Promise<v
   }
 
   async function deleteManifest(reply: FastifyReply, route: { repo: string; reference: string }) {
+    let tags: string[];
     if (isDigest(route.reference)) {
-      const tags = await registry.manifests.deleteDigest(route.repo, route.reference);
+      tags = await registry.manifests.deleteDigest(route.repo, route.reference);
       reply.request.log.info({ repo: route.repo, digest: route.reference, tags, audit: 'manifest-delete' }, 'deleted manifest');
     } else {
       await registry.manifests.deleteTag(route.repo, route.reference);
+      tags = [route.reference];
       reply.request.log.info({ repo: route.repo, tag: route.reference, audit: 'tag-delete' }, 'deleted tag');
     }
+    if (tags.length && opts.onTagsDeleted) await opts.onTagsDeleted(route.repo, tags);
     return reply.code(202).send();
   }
 

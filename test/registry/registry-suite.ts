@@ -8,6 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MediaType } from '../../format/oci.ts';
+import { catalogPaths, type TemplateSummary } from '../../registry/catalog.ts';
+import { paths } from '../../registry/store/paths.ts';
 import {
   blob,
   delayingDriver,
@@ -53,6 +55,16 @@ async function startUpload(base: string, repo: string): Promise<string> {
   expect(loc).toMatch(new RegExp(`^/v2/${repo}/blobs/uploads/[0-9a-f-]{36}$`));
   expect(res.headers.get('docker-upload-uuid')).toBe(loc!.split('/').pop());
   return new URL(loc!, base).toString();
+}
+
+/** One template as search answers it (GET /api/v1/templates). */
+interface Listed {
+  name: string;
+  version: string;
+  latest: string;
+  digest: string;
+  versions: number;
+  packages: number;
 }
 
 function withDigest(location: string, digest: string): string {
@@ -674,6 +686,100 @@ export function registrySuite(name: string, make: () => Promise<RegistryStorage>
       expect((await req(b.url, 'GET', `/api/v1/templates/${base}/diff?from=1.0.0&to=^5`)).status).toBe(404);
     });
 
+    /** The templates search lists for a query, by name. */
+    async function searchFor(via: RunningRegistry, query: string): Promise<Map<string, Listed>> {
+      const res = await req(via.url, 'GET', `/api/v1/templates?${query}`);
+      expect(res.status, query).toBe(200);
+      return new Map((res.json() as { templates: Listed[] }).templates.map((t) => [t.name, t]));
+    }
+
+    /** The catalog's stored summary of a template, read from storage; undefined when there is none. */
+    async function storedSummary(r: string): Promise<TemplateSummary | undefined> {
+      try {
+        return JSON.parse((await a.driver.getContent(catalogPaths.summary(r))).toString('utf8')) as TemplateSummary;
+      } catch (err) {
+        if ((err as Error).name === 'PathNotFoundError') return undefined;
+        throw err;
+      }
+    }
+
+    /** Publishes a template version whose config carries `distro` and one package named after the version. */
+    async function publishTemplate(via: RunningRegistry, r: string, version: string, distro: string) {
+      const packages = [{ name: 'bash', version: '5.2', arch: 'amd64' }, { name: `pkg-${version}`, version: '1', arch: 'amd64' }];
+      const config = templateConfig({ name: r.split('/').pop()!, version, distro, release: '12', arch: 'x86_64', packages });
+      return pushImage(via.url, r, version, { config, layers: [randomBlob(500)] });
+    }
+
+    it('search follows publishes and deletions through the summaries: newer versions, a deleted latest, the last version gone', async () => {
+      const distro = `sum${rand(3)}`;
+      const r = repo(`${distro}-12-x86_64`);
+      const find = async () => (await searchFor(b, `distro=${distro}`)).get(r);
+
+      const v100 = await publishTemplate(a, r, '1.0.0', distro);
+      // right after the publish, through the other instance, and written as a summary
+      expect(await find()).toMatchObject({ name: r, version: '1.0.0', latest: '1.0.0', digest: v100.digest, versions: 1, packages: 2 });
+      expect(await storedSummary(r)).toMatchObject({ versions: ['1.0.0'], latest: { version: '1.0.0', digest: v100.digest } });
+
+      const v110 = await publishTemplate(b, r, '1.1.0', distro);
+      expect(await find()).toMatchObject({ latest: '1.1.0', digest: v110.digest, versions: 2 });
+      // the package filter looks at the summary's latest record
+      expect((await searchFor(a, 'package=pkg-1.1.0')).has(r)).toBe(true);
+      expect((await searchFor(a, 'package=pkg-1.0.0')).has(r)).toBe(false);
+      // a pre-release counts as a version, but a release stays the latest
+      const rc = await publishTemplate(a, r, '2.0.0-rc.1', distro);
+      expect(await find()).toMatchObject({ latest: '1.1.0', versions: 3 });
+
+      // the latest version's tag deleted: the summary is rewritten at once, the previous is the latest
+      expect((await req(a.url, 'DELETE', `/v2/${r}/manifests/1.1.0`)).status).toBe(202);
+      expect(await storedSummary(r)).toMatchObject({ versions: ['1.0.0', '2.0.0-rc.1'], latest: { version: '1.0.0', digest: v100.digest } });
+      expect(await find()).toMatchObject({ latest: '1.0.0', digest: v100.digest, versions: 2 });
+      expect((await searchFor(b, 'package=pkg-1.1.0')).has(r)).toBe(false);
+
+      // a manifest deleted by digest takes its version tag along: only the pre-release is left
+      expect((await req(b.url, 'DELETE', `/v2/${r}/manifests/${v100.digest}`)).status).toBe(202);
+      expect(await find()).toMatchObject({ latest: '2.0.0-rc.1', digest: rc.digest, versions: 1 });
+
+      // the last version gone: search drops the template
+      expect((await req(a.url, 'DELETE', `/v2/${r}/manifests/2.0.0-rc.1`)).status).toBe(202);
+      const summary = await storedSummary(r);
+      expect(summary?.versions).toEqual([]);
+      expect(summary?.latest).toBeUndefined();
+      expect(await find()).toBeUndefined();
+
+      // a deleted version pushed again with other content: back in search, with its new record
+      const again = await publishTemplate(b, r, '1.0.0', distro);
+      expect(again.digest).not.toBe(v100.digest);
+      expect(await find()).toMatchObject({ latest: '1.0.0', digest: again.digest, versions: 1 });
+      expect((await req(a.url, 'GET', `/api/v1/templates/${r}/versions/1.0.0`)).json()).toMatchObject({ digest: again.digest });
+    });
+
+    it('search finds templates without a summary (a registry written before summaries) and writes theirs; a summary naming a deleted version is recomputed', async () => {
+      const distro = `old${rand(3)}`;
+      const r = repo(`${distro}-12-x86_64`);
+      const plain = repo(`${distro}-plain`);
+      await publishTemplate(a, r, '1.0.0', distro);
+      const v120 = await publishTemplate(a, r, '1.2.0', distro);
+      await pushImage(a.url, plain, 'v1', { config: plainConfig(), layers: [randomBlob(100)] });
+      // the layout the previous code left: version records and tags, no summary
+      const written = await storedSummary(r);
+      await a.driver.delete(catalogPaths.summary(r));
+      expect(await storedSummary(r)).toBeUndefined();
+
+      const found = await searchFor(b, `q=${distro}`);
+      expect(found.get(r)).toMatchObject({ latest: '1.2.0', digest: v120.digest, versions: 2 });
+      // a repository with no versions is not a template
+      expect([...found.keys()]).toEqual([r]);
+      // the summary search wrote is the one publishing writes
+      expect(await storedSummary(r)).toEqual(written);
+
+      // a deletion whose summary rewrite never happened (the process died in between): the
+      // summary still names 1.2.0, whose tag is gone; search shows what is published
+      await a.driver.delete(paths.tagDir(r, '1.2.0'));
+      expect((await storedSummary(r))?.latest?.version).toBe('1.2.0');
+      expect((await searchFor(a, `q=${distro}`)).get(r)).toMatchObject({ latest: '1.0.0', versions: 1 });
+      expect(await storedSummary(r)).toMatchObject({ versions: ['1.0.0'], latest: { version: '1.0.0' } });
+    });
+
     // ---- 3. bad input: the right status and code, and nothing changed in storage ---------------
 
     it('bad manifests: malformed JSON, schema, media type, missing blob, wrong size, over 4 MiB, digest mismatch, bad tags', async () => {
@@ -990,6 +1096,31 @@ export function registrySuite(name: string, make: () => Promise<RegistryStorage>
           '2.0': m1.digest,
           '2.1': m2.digest,
         });
+      } finally {
+        await c.close();
+      }
+    });
+
+    it('two versions of one template published at once: the summary names the highest', async () => {
+      const distro = `race${rand(3)}`;
+      // free-running: from both instances at once
+      const free = repo(`${distro}-free`);
+      await Promise.all(['1.0.0', '1.1.0', '1.2.0', '1.3.0'].map((v, i) => publishTemplate(i % 2 ? b : a, free, v, distro)));
+      expect(await storedSummary(free)).toMatchObject({ versions: ['1.0.0', '1.1.0', '1.2.0', '1.3.0'], latest: { version: '1.3.0' } });
+
+      // forced: instance c computes its summary before 2.1.0 exists and writes it after b's
+      const r = repo(`${distro}-held`);
+      const slow = delayingDriver(storage.driver(), (p) => p === catalogPaths.summary(r), 1500);
+      const c = await startRegistry(slow);
+      try {
+        const first = publishTemplate(c, r, '2.0.0', distro);
+        await slow.held; // c has listed {2.0.0} and is about to write its summary
+        const second = await publishTemplate(b, r, '2.1.0', distro);
+        await first;
+        expect(await storedSummary(r)).toMatchObject({ versions: ['2.0.0', '2.1.0'], latest: { version: '2.1.0', digest: second.digest } });
+        const found = await searchFor(a, `distro=${distro}`);
+        expect(found.get(r)).toMatchObject({ latest: '2.1.0', versions: 2 });
+        expect(found.get(free)).toMatchObject({ latest: '1.3.0', versions: 4 });
       } finally {
         await c.close();
       }
