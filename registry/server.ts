@@ -13,6 +13,8 @@ import type { StorageDriver } from './storage/driver.ts';
 export interface ServerOptions {
   driver: StorageDriver;
   logger?: FastifyServerOptions['logger'];
+  /** A pino logger of the caller's (wins over `logger`). */
+  loggerInstance?: FastifyServerOptions['loggerInstance'];
   redirectBlobs?: boolean;
   /** Users, scopes and tokens (config `auth`); absent or disabled: an open registry. */
   auth?: AuthConfig;
@@ -23,13 +25,15 @@ export async function buildServer(opts: ServerOptions): Promise<{ app: FastifyIn
   const registry = new Registry(metrics.instrument(opts.driver));
   const catalog = new Catalog(registry);
   const app = Fastify({
-    logger: opts.logger ?? false,
+    ...(opts.loggerInstance ? { loggerInstance: opts.loggerInstance } : { logger: opts.logger ?? false }),
     // One log line per request (at its end, with status and time) instead of fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
     // Blob bodies stream; manifests are bounded in the handler (413).
     bodyLimit: 64 * 1024 ** 3,
     requestIdHeader: 'x-request-id',
-    genReqId: () => crypto.randomUUID(),
+    // Unique across processes and restarts, cheaper than a UUID per request: a random prefix
+    // per process and a counter.
+    genReqId: requestIds(),
     return503OnClosing: true,
     forceCloseConnections: false,
   });
@@ -37,8 +41,9 @@ export async function buildServer(opts: ServerOptions): Promise<{ app: FastifyIn
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ errors: [{ code: 'UNSUPPORTED', message: `no such endpoint: ${req.method} ${req.url}` }] }));
   // On the root instance, not registered: its hooks must see every route.
   await metricsPlugin(app, { metrics });
-  app.addHook('onResponse', async (req, reply) => {
+  app.addHook('onResponse', (req, reply, done) => {
     req.log.info({ method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 }, 'request');
+    done();
   });
   app.get('/healthz', async () => {
     await opts.driver.stat('/v2').catch(() => undefined);
@@ -54,4 +59,10 @@ export async function buildServer(opts: ServerOptions): Promise<{ app: FastifyIn
   });
   await app.register(catalogRoutes, { registry, catalog });
   return { app, registry, catalog, metrics };
+}
+
+function requestIds(): () => string {
+  const prefix = crypto.randomUUID().slice(0, 8);
+  let n = 0;
+  return () => `${prefix}-${(++n).toString(36)}`;
 }

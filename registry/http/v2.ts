@@ -132,9 +132,10 @@ export async function v2Routes(app: FastifyInstance, opts: V2Options): Promise<v
   app.addHook('preClose', async () => {
     closing = true;
   });
-  app.addHook('onSend', async (_req, reply, payload) => {
+  // A callback hook, not an async one: it runs for every answer.
+  app.addHook('onSend', (_req, reply, payload, done) => {
     if (closing) reply.header('Connection', 'close');
-    return payload;
+    done(null, payload);
   });
 
   app.route({

@@ -94,11 +94,12 @@ export class InvalidPathError extends Error {
   }
 }
 
-const PATH_RE = /^(\/[A-Za-z0-9._-]+)+$/;
+/** '/'-separated components of [A-Za-z0-9._-], none of them '.' or '..'. */
+const PATH_RE = /^(?:\/(?!\.\.?(?:\/|$))[A-Za-z0-9._-]+)+$/;
 
 /** Storage paths are absolute, with plain components: no '..', no empty parts, no odd bytes. */
 export function checkPath(path: string): string {
-  if (!PATH_RE.test(path) || path.split('/').some((p) => p === '.' || p === '..')) throw new InvalidPathError(path);
+  if (!PATH_RE.test(path)) throw new InvalidPathError(path);
   return path;
 }
 

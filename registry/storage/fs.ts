@@ -11,7 +11,7 @@
 // exists exactly while something is below it, as on S3; writers that race with the pruning
 // retry their rename.
 import { randomBytes } from 'node:crypto';
-import { createReadStream, readFileSync, statSync } from 'node:fs';
+import { createReadStream, readFileSync, statSync, type Stats } from 'node:fs';
 import { link, mkdir, open, readdir, readFile, rename, rm, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
@@ -46,6 +46,9 @@ export class FsDriver implements StorageDriver {
   private readonly tmp: string;
   private ready: Promise<void> | undefined;
 
+  /** Small objects (links, manifests) as last read, revalidated with a stat on every read. */
+  private readonly small = new SmallFileCache();
+
   constructor(opts: FsDriverOptions) {
     this.root = resolve(opts.root);
     this.tmp = join(this.root, TMP_DIR);
@@ -62,13 +65,13 @@ export class FsDriver implements StorageDriver {
     return this.ready;
   }
 
-  /** The file system path of a storage path (checked, confined to the root). */
+  /**
+   * The file system path of a storage path. The path grammar (checkPath: components of
+   * [A-Za-z0-9._-], none '.' or '..') makes root + path the resolved path, under the root.
+   */
   private full(path: string, dir = false): string {
     (dir ? checkDirPath : checkPath)(path);
-    if (path === '/') return this.root;
-    const p = resolve(this.root, `.${path}`);
-    if (!p.startsWith(this.root + sep)) throw new PathNotFoundError(path);
-    return p;
+    return path === '/' ? this.root : this.root + path;
   }
 
   private async tempFile(): Promise<{ path: string; fh: FileHandle }> {
@@ -124,7 +127,7 @@ export class FsDriver implements StorageDriver {
   async getContent(path: string): Promise<Buffer> {
     const p = this.full(path);
     try {
-      return readFileSync(p);
+      return this.small.read(p);
     } catch (err) {
       if (notFoundCodes.has(errno(err) ?? '') || errno(err) === 'EISDIR') throw new PathNotFoundError(path);
       throw err;
@@ -436,5 +439,45 @@ async function fsyncDir(dir: string): Promise<void> {
     await fh.sync();
   } finally {
     await fh.close();
+  }
+}
+
+/**
+ * The content of small files as last read, keyed by path and valid while a stat shows the same
+ * file: one syscall instead of open, fstat, read and close. This driver never writes a file in
+ * place (a new file is renamed or linked over the old one), so a change always brings a new inode,
+ * which other processes writing the same tree see too; mtime, ctime and size catch anyone else's
+ * in-place write. Bounded in bytes; the oldest entries go first.
+ */
+class SmallFileCache {
+  private readonly entries = new Map<string, { ino: number; size: number; mtimeMs: number; ctimeMs: number; content: Buffer }>();
+  private bytes = 0;
+  static readonly MAX_FILE = 16 << 10;
+  static readonly MAX_BYTES = 4 << 20;
+
+  read(path: string): Buffer {
+    const st = statSync(path);
+    const hit = this.entries.get(path);
+    if (hit && hit.ino === st.ino && hit.size === st.size && hit.mtimeMs === st.mtimeMs && hit.ctimeMs === st.ctimeMs) return hit.content;
+    if (st.isDirectory()) throw Object.assign(new Error(`EISDIR: ${path}`), { code: 'EISDIR' });
+    const content = readFileSync(path);
+    if (hit) this.forget(path, hit.content.length);
+    // Remembered only if the file did not change while it was read.
+    if (content.length === st.size && content.length <= SmallFileCache.MAX_FILE) this.remember(path, st, content);
+    return content;
+  }
+
+  private remember(path: string, st: Stats, content: Buffer): void {
+    this.entries.set(path, { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, content });
+    this.bytes += content.length;
+    for (const [key, entry] of this.entries) {
+      if (this.bytes <= SmallFileCache.MAX_BYTES) break;
+      this.forget(key, entry.content.length);
+    }
+  }
+
+  private forget(path: string, length: number): void {
+    this.entries.delete(path);
+    this.bytes -= length;
   }
 }

@@ -25,11 +25,14 @@ export interface PutResult {
 }
 
 const MANIFEST_CACHE_BYTES = 16 << 20;
+const MEDIA_TYPE_CACHE_ENTRIES = 100_000;
 
 export class ManifestStore {
   readonly driver: StorageDriver;
   readonly blobs: BlobStore;
   private readonly cache = new Map<Digest, Buffer>();
+  /** Revision link path -> the media type it records (oldest first, bounded). */
+  private readonly mediaTypes = new Map<string, string>();
   private cachedBytes = 0;
   constructor(driver: StorageDriver, blobs: BlobStore) {
     this.driver = driver;
@@ -50,15 +53,32 @@ export class ManifestStore {
   async get(repo: string, reference: string): Promise<StoredManifest> {
     const digest = isDigest(reference) ? reference : await this.resolveTag(repo, reference);
     if (!digest) throw new OciError('MANIFEST_UNKNOWN', `manifest unknown: ${repo}:${reference}`, { reference });
-    let link: string;
+    let mediaType: string;
     try {
-      link = (await this.driver.getContent(paths.manifestRevisionLink(repo, digest))).toString('utf8');
+      mediaType = await this.revisionMediaType(repo, digest);
     } catch (err) {
       if (isNotFound(err)) throw new OciError('MANIFEST_UNKNOWN', `manifest unknown: ${repo}@${digest}`, { reference });
       throw err;
     }
-    const mediaType = link.split('\n')[1] ?? '';
     return { digest, mediaType, bytes: await this.content(digest) };
+  }
+
+  /**
+   * The media type a manifest was pushed with, from its revision link, whose existence says the
+   * repository has it. The type is remembered (a revision link is written once per manifest);
+   * the existence is checked every time, with a stat where the type is known.
+   */
+  private async revisionMediaType(repo: string, digest: Digest): Promise<string> {
+    const path = paths.manifestRevisionLink(repo, digest);
+    const known = this.mediaTypes.get(path);
+    if (known !== undefined) {
+      await this.driver.stat(path);
+      return known;
+    }
+    const mediaType = (await this.driver.getContent(path)).toString('utf8').split('\n')[1] ?? '';
+    if (this.mediaTypes.size >= MEDIA_TYPE_CACHE_ENTRIES) this.mediaTypes.delete(this.mediaTypes.keys().next().value!);
+    this.mediaTypes.set(path, mediaType);
+    return mediaType;
   }
 
   /**
@@ -117,6 +137,7 @@ export class ManifestStore {
     await this.blobs.putContent(digest, bytes);
     const hadRevision = await this.exists(repo, digest);
     await this.driver.putContent(paths.manifestRevisionLink(repo, digest), Buffer.from(`${digest}\n${parsed.mediaType}`));
+    this.mediaTypes.delete(paths.manifestRevisionLink(repo, digest));
     // Check again now that the revision is visible to garbage collection: a blob it set aside
     // meanwhile is restored here, or, if already deleted, the revision is withdrawn.
     try {

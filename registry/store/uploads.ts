@@ -69,15 +69,21 @@ export class UploadStore {
     const hash = state.chunks === 0 ? createHash('sha256') : undefined;
     let written = 0;
     // Request bodies arrive in 16-64 KiB pieces: writing them in 1 MiB batches saves a storage
-    // round trip (a thread-pool write, an S3 part buffer copy) per piece.
+    // round trip (a thread-pool write, an S3 part buffer copy) per piece. One batch is written
+    // while the next one is read from the socket: at most two are held.
     let pending: Buffer[] = [];
     let pendingBytes = 0;
+    let writing: Promise<void> = Promise.resolve();
     const flush = async () => {
       if (!pendingBytes) return;
       const batch = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
       pending = [];
       pendingBytes = 0;
-      await writer.write(batch);
+      await writing; // in order, one at a time; a failed write stops the upload here
+      writing = writer.write(batch);
+      // Observed now (a failure while the next batch is read is not an unhandled rejection) and
+      // thrown where it is awaited.
+      writing.catch(() => undefined);
     };
     try {
       for await (const chunk of body as AsyncIterable<Buffer>) {
@@ -89,6 +95,7 @@ export class UploadStore {
         if (pendingBytes >= WRITE_BATCH) await flush();
       }
       await flush();
+      await writing;
       if (declaredLength !== undefined && written !== declaredLength) {
         throw new OciError('SIZE_INVALID', `chunk has ${written} bytes, Content-Length said ${declaredLength}`);
       }
@@ -98,6 +105,7 @@ export class UploadStore {
       }
       await writer.commit();
     } catch (err) {
+      await writing.catch(() => undefined); // no write may land after the cancel
       await writer.cancel().catch(() => undefined);
       throw err;
     }
