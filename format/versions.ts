@@ -9,6 +9,11 @@ export function isVersionTag(tag: string): boolean {
 }
 
 /** The aliases `version` should hold given all published versions (itself included). */
+/** The tags publishing moves: latest, MAJOR and MAJOR.MINOR. */
+export function isAliasTag(tag: string): boolean {
+  return tag === 'latest' || /^(?:0|[1-9]\d*)(?:\.(?:0|[1-9]\d*))?$/.test(tag);
+}
+
 export function aliasesFor(version: string, versions: readonly string[]): string[] {
   if (semver.prerelease(version)) return [];
   const releases = versions.filter((v) => isVersionTag(v) && !semver.prerelease(v));

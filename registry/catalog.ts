@@ -15,7 +15,7 @@ import { Label } from '../format/oci.ts';
 import { OciError } from './errors.ts';
 import type { Registry } from './registry.ts';
 import { isNotFound } from './store/blobs.ts';
-import { aliasesFor, isValidRange, isVersionTag, resolveRange } from '../format/versions.ts';
+import { aliasesFor, isAliasTag, isValidRange, isVersionTag, resolveRange } from '../format/versions.ts';
 
 export interface VersionRecord {
   name: string;
@@ -70,8 +70,11 @@ export class Catalog {
   }
 
   /** After tags were deleted (by name, or with their manifest): a deleted version leaves the summary. */
+  /** After version tags are deleted: the aliases move to the versions left, and the summary. */
   async deleted(repo: string, tags: readonly string[]): Promise<void> {
-    if (tags.some(isVersionTag)) await this.refreshSummary(repo);
+    if (!tags.some(isVersionTag)) return;
+    await this.moveAliases(repo);
+    await this.refreshSummary(repo);
   }
 
   private async writeRecord(repo: string, version: string, digest: Digest): Promise<void> {
@@ -102,7 +105,8 @@ export class Catalog {
   async moveAliases(repo: string): Promise<void> {
     let previous: string | undefined;
     for (let round = 0; round < 20; round++) {
-      const versions = (await this.registry.manifests.tags(repo)).filter(isVersionTag).sort();
+      const tags = await this.registry.manifests.tags(repo);
+      const versions = tags.filter(isVersionTag).sort();
       const key = versions.join(' ');
       if (key === previous) return;
       previous = key;
@@ -114,6 +118,14 @@ export class Catalog {
         // With the version's media type: a manifest need not carry a mediaType field.
         const stored = await this.registry.manifests.get(repo, digest);
         await this.registry.manifests.put(repo, alias, stored.bytes, stored.mediaType);
+      }
+      // An alias no version covers any more (its versions were deleted) goes too, rather than
+      // naming a deleted version.
+      for (const tag of tags) {
+        if (!isAliasTag(tag) || target.has(tag)) continue;
+        await this.registry.manifests.deleteTag(repo, tag).catch((err: unknown) => {
+          if (!(err instanceof OciError && err.code === 'MANIFEST_UNKNOWN')) throw err;
+        });
       }
     }
   }

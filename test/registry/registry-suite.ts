@@ -734,6 +734,13 @@ export function registrySuite(name: string, make: () => Promise<RegistryStorage>
       expect(await storedSummary(r)).toMatchObject({ versions: ['1.0.0', '2.0.0-rc.1'], latest: { version: '1.0.0', digest: v100.digest } });
       expect(await find()).toMatchObject({ latest: '1.0.0', digest: v100.digest, versions: 2 });
       expect((await searchFor(b, 'package=pkg-1.1.0')).has(r)).toBe(false);
+      // and the aliases moved with it: latest and 1 name 1.0.0, 1.1 (no version left) is gone
+      const tagDigest = async (tag: string) => (await req(b.url, 'HEAD', `/v2/${r}/manifests/${tag}`)).headers.get('docker-content-digest');
+      expect(await tagDigest('latest')).toBe(v100.digest);
+      expect(await tagDigest('1')).toBe(v100.digest);
+      expect(await tagDigest('1.0')).toBe(v100.digest);
+      expectOciError(await req(b.url, 'GET', `/v2/${r}/manifests/1.1`), 404, 'MANIFEST_UNKNOWN');
+      expect((await req(a.url, 'GET', `/api/v1/templates/${r}/resolve?range=latest`)).json()).toMatchObject({ version: '1.0.0', digest: v100.digest });
 
       // a manifest deleted by digest takes its version tag along: only the pre-release is left
       expect((await req(b.url, 'DELETE', `/v2/${r}/manifests/${v100.digest}`)).status).toBe(202);
@@ -741,6 +748,7 @@ export function registrySuite(name: string, make: () => Promise<RegistryStorage>
 
       // the last version gone: search drops the template
       expect((await req(a.url, 'DELETE', `/v2/${r}/manifests/2.0.0-rc.1`)).status).toBe(202);
+      expect((await req(a.url, 'GET', `/v2/${r}/tags/list`)).json()).toMatchObject({ tags: [] });
       const summary = await storedSummary(r);
       expect(summary?.versions).toEqual([]);
       expect(summary?.latest).toBeUndefined();
