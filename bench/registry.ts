@@ -30,6 +30,7 @@ import {
   rssSampler,
   say,
   startDistribution,
+  startFloorServer,
   startVztpl,
   stopServers,
   waitForQuiet,
@@ -233,10 +234,10 @@ interface LatencySide {
   samples: number;
 }
 
-async function latency(layout: Layout): Promise<Record<Kind, LatencySide>> {
+async function latency(layout: Layout): Promise<Record<Kind, LatencySide> & { floor?: LatencySide }> {
   const path = `/v2/${REPOSITORY}/manifests/${layout.version}`;
   const live: Partial<Record<Kind, Server>> = {};
-  const result = {} as Record<Kind, LatencySide>;
+  const result = {} as Record<Kind, LatencySide> & { floor?: LatencySide };
   say(`latency: GET ${path} (Accept: OCI manifest/index, Docker v2), ${CLIENTS} keep-alive clients, ${WARMUP} warm-up requests, then ${LAT_ROUNDS} rounds of up to ${REQUESTS} requests or ${LAT_MS / 1000} s, alternated`);
   for (const kind of ['vztpl', 'distribution'] as const) {
     // Pushed through one server, measured on a fresh one (its memory is then the load's alone).
@@ -292,7 +293,31 @@ async function latency(layout: Layout): Promise<Record<Kind, LatencySide>> {
     Object.assign(result[kind], { peakRss: s.peak, hwm: s.hwm, samples: s.samples });
     say(`memory  ${NAMES[kind].padEnd(12)}  idle ${(result[kind].idleRss / 1024).toFixed(0)} MiB, peak VmRSS under load ${(s.peak / 1024).toFixed(0)} MiB (${s.samples} samples), VmHWM ${(s.hwm / 1024).toFixed(0)} MiB`);
   }
+  // What any Node server can do here: the same answer from a bare node:http server, measured
+  // alike once the registries are stopped (so it has their share of the cores).
+  const answer = await fetch(`${live.vztpl!.url}${path}`, { headers: { Accept: ACCEPT } });
+  const floorHeaders = Object.fromEntries(['content-type', 'docker-content-digest', 'docker-distribution-api-version'].map((h) => [h, answer.headers.get(h) ?? '']));
+  const floorBody = Buffer.from(await answer.arrayBuffer());
   await stopServers();
+  const floor = await startFloorServer(floorBody, floorHeaders, join(runDir, 'latency-floor.log'));
+  const side: LatencySide = { p50: [], p99: [], max: [], perSecond: [], errors: 0, completed: 0, bodyBytes: 0, idleRss: 0, peakRss: 0, hwm: 0, samples: 0 };
+  try {
+    await loadTest({ port: floor.port, path, headers: { Accept: ACCEPT }, clients: CLIENTS, requests: WARMUP, maxMs: LAT_MS });
+    for (let r = 1; r <= LAT_ROUNDS; r++) {
+      const x = await loadTest({ port: floor.port, path, headers: { Accept: ACCEPT }, clients: CLIENTS, requests: REQUESTS, maxMs: LAT_MS });
+      side.p50.push(percentile(x.latencies, 0.5));
+      side.p99.push(percentile(x.latencies, 0.99));
+      side.max.push(percentile(x.latencies, 1));
+      side.perSecond.push(x.perSecond);
+      side.errors += x.errors;
+      side.completed += x.completed;
+      side.bodyBytes = x.bodyBytes;
+      say(`latency  ${r}/${LAT_ROUNDS}      ${'node:http'.padEnd(12)}  ${x.completed} requests in ${secs(x.ms)}, ${x.perSecond.toFixed(0)}/s, p50 ${ms(side.p50.at(-1)!, 2)}, p99 ${ms(side.p99.at(-1)!, 2)}, ${x.errors} errors`);
+    }
+  } finally {
+    await floor.stop();
+  }
+  result.floor = side;
   return result;
 }
 
@@ -314,7 +339,7 @@ async function main(): Promise<void> {
   await mkdir(runDir, { recursive: true });
   const started = performance.now();
   let t: Throughput | undefined;
-  let l: Record<Kind, LatencySide> | undefined;
+  let l: (Record<Kind, LatencySide> & { floor?: LatencySide }) | undefined;
   let layout: Layout;
   let rgwStart = 0;
   try {
@@ -367,6 +392,15 @@ async function main(): Promise<void> {
         `p50 ${ms(median(s.p50), 2)}, p99 ${ms(p99, 2)}`,
         kind === 'vztpl' ? `p99 < 10 ms: ${p99 < 10 ? 'met' : 'NOT met'}` : '',
         `${median(s.perSecond).toFixed(0)} req/s; p50 ${s.p50.map((x) => x.toFixed(2)).join(', ')}; p99 ${s.p99.map((x) => x.toFixed(2)).join(', ')}; max ${s.max.map((x) => x.toFixed(1)).join(', ')} ms; ${s.completed} requests, ${s.errors} errors; ${s.bodyBytes} B body`,
+      ]);
+    }
+    if (l.floor) {
+      const f = l.floor;
+      rows.push([
+        `manifest GET, bare node:http with the same answer from memory (median of ${f.p50.length} rounds)`,
+        `p50 ${ms(median(f.p50), 2)}, p99 ${ms(median(f.p99), 2)}`,
+        '(the floor here)',
+        `${median(f.perSecond).toFixed(0)} req/s; p99 ${f.p99.map((x) => x.toFixed(2)).join(', ')} ms; ${f.completed} requests, ${f.errors} errors; ${f.bodyBytes} B body`,
       ]);
     }
     rows.push(['manifest GET p99 vztpl / Distribution', ratio(median(l.vztpl.p99), median(l.distribution.p99)), '(information)', `req/s vztpl / Distribution ${ratio(median(l.vztpl.perSecond), median(l.distribution.perSecond))}`]);

@@ -327,6 +327,19 @@ export async function startVztpl(storage: StorageTarget, logFile: string, opts: 
   return startServer('vztpl', process.execPath, args, childEnv, port, logFile);
 }
 
+/**
+ * The floor of the latency test: a bare node:http server (no framework, no storage, no logs)
+ * answering every request with `body` and `headers`, in a process of its own like the servers.
+ */
+export async function startFloorServer(body: Buffer, headers: Record<string, string>, logFile: string): Promise<Server> {
+  const port = await freePort();
+  const script = `
+const body = Buffer.from(process.env.FLOOR_BODY, 'base64');
+const headers = { ...JSON.parse(process.env.FLOOR_HEADERS), 'Content-Length': body.length };
+require('node:http').createServer((req, res) => { res.writeHead(200, headers); res.end(body); }).listen(${port}, '127.0.0.1');`;
+  return startServer('floor', process.execPath, ['-e', script], { ...env, FLOOR_BODY: body.toString('base64'), FLOOR_HEADERS: JSON.stringify(headers) }, port, logFile);
+}
+
 export const DISTRIBUTION = '/usr/bin/docker-registry';
 
 /**
