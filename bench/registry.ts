@@ -10,7 +10,6 @@
 // Usage: node bench/registry.ts [--rounds N] [--storage fs,rgw] [--only throughput,latency] [--no-results]
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { loadAverage, machine, median, ratio, runChecked, running, secs, table, runBench } from './lib.ts';
@@ -31,6 +30,8 @@ import {
   say,
   startDistribution,
   startFloorServer,
+  startRgw,
+  type Rgw,
   startVztpl,
   stopServers,
   waitForQuiet,
@@ -84,14 +85,6 @@ const ACCEPT = 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.
 type Kind = 'vztpl' | 'distribution';
 const NAMES: Record<Kind, string> = { vztpl: 'vztpl serve', distribution: 'Distribution' };
 
-/** What the benchmark uses of test/services/rgw.ts (imported by path: dist/ stays free of test code). */
-interface Rgw {
-  endpoint: string;
-  accessKeyId: string;
-  secretAccessKey: string;
-  startMs: number;
-  stop(): Promise<void>;
-}
 let rgw: Rgw | undefined;
 let admin: S3Client | undefined;
 
@@ -234,6 +227,18 @@ interface LatencySide {
   samples: number;
 }
 
+/** Adds one round's load test to a side's numbers. */
+function record(side: LatencySide, x: LoadResult): LatencySide {
+  side.p50.push(percentile(x.latencies, 0.5));
+  side.p99.push(percentile(x.latencies, 0.99));
+  side.max.push(percentile(x.latencies, 1));
+  side.perSecond.push(x.perSecond);
+  side.errors += x.errors;
+  side.completed += x.completed;
+  side.bodyBytes = x.bodyBytes;
+  return side;
+}
+
 async function latency(layout: Layout): Promise<Record<Kind, LatencySide> & { floor?: LatencySide }> {
   const path = `/v2/${REPOSITORY}/manifests/${layout.version}`;
   const live: Partial<Record<Kind, Server>> = {};
@@ -275,14 +280,7 @@ async function latency(layout: Layout): Promise<Record<Kind, LatencySide> & { fl
     const order: Kind[] = r % 2 ? ['vztpl', 'distribution'] : ['distribution', 'vztpl'];
     for (const kind of order) {
       const x = await run(kind, REQUESTS);
-      const side = result[kind];
-      side.p50.push(percentile(x.latencies, 0.5));
-      side.p99.push(percentile(x.latencies, 0.99));
-      side.max.push(percentile(x.latencies, 1));
-      side.perSecond.push(x.perSecond);
-      side.errors += x.errors;
-      side.completed += x.completed;
-      side.bodyBytes = x.bodyBytes;
+      const side = record(result[kind], x);
       say(
         `latency  ${r}/${LAT_ROUNDS}      ${NAMES[kind].padEnd(12)}  ${x.completed} requests in ${secs(x.ms)}, ${x.perSecond.toFixed(0)}/s, p50 ${ms(side.p50.at(-1)!, 2)}, p99 ${ms(side.p99.at(-1)!, 2)}, max ${ms(side.max.at(-1)!, 1)}, ${x.errors} errors`,
       );
@@ -305,13 +303,7 @@ async function latency(layout: Layout): Promise<Record<Kind, LatencySide> & { fl
     await loadTest({ port: floor.port, path, headers: { Accept: ACCEPT }, clients: CLIENTS, requests: WARMUP, maxMs: LAT_MS });
     for (let r = 1; r <= LAT_ROUNDS; r++) {
       const x = await loadTest({ port: floor.port, path, headers: { Accept: ACCEPT }, clients: CLIENTS, requests: REQUESTS, maxMs: LAT_MS });
-      side.p50.push(percentile(x.latencies, 0.5));
-      side.p99.push(percentile(x.latencies, 0.99));
-      side.max.push(percentile(x.latencies, 1));
-      side.perSecond.push(x.perSecond);
-      side.errors += x.errors;
-      side.completed += x.completed;
-      side.bodyBytes = x.bodyBytes;
+      record(side, x);
       say(`latency  ${r}/${LAT_ROUNDS}      ${'node:http'.padEnd(12)}  ${x.completed} requests in ${secs(x.ms)}, ${x.perSecond.toFixed(0)}/s, p50 ${ms(side.p50.at(-1)!, 2)}, p99 ${ms(side.p99.at(-1)!, 2)}, ${x.errors} errors`);
     }
   } finally {
@@ -351,7 +343,6 @@ async function main(): Promise<void> {
     }
     say(`template: ${layout.name}:${layout.version} ${layout.manifestDigest.slice(0, 19)}, ${layout.blobs.length - 1} layers + config, ${(layout.bytes / 1e6).toFixed(1)} MB of blobs`);
     if (only.has('throughput') && storages.includes('rgw')) {
-      const { startRgw } = (await import(pathToFileURL(join(REPO, 'test', 'services', 'rgw.ts')).href)) as { startRgw: () => Promise<Rgw> };
       rgw = await startRgw();
       rgwStart = rgw.startMs;
       admin = new S3Client({ endpoint: rgw.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey } });

@@ -15,7 +15,6 @@
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
@@ -28,7 +27,7 @@ import type { StorageDriver } from '../registry/storage/driver.ts';
 import { S3Driver } from '../registry/storage/s3.ts';
 import { isNotFound } from '../registry/store/blobs.ts';
 import { loadAverage, machine, median, runBench, secs, table, timeAsync } from './lib.ts';
-import { REPO, gitRevision, ms, say } from './support.ts';
+import { REPO, gitRevision, ms, say, startRgw, type Rgw } from './support.ts';
 
 const { values: opt } = parseArgs({
   options: {
@@ -50,14 +49,6 @@ const PACKAGES = Number(opt.packages);
 const ROUNDS = Number(opt.rounds);
 const ADDED_LATENCY = Number(opt['added-latency-ms']);
 
-/** What the benchmark uses of test/services/rgw.ts (imported by path: dist/ stays free of test code). */
-interface Rgw {
-  endpoint: string;
-  accessKeyId: string;
-  secretAccessKey: string;
-  startMs: number;
-  stop(): Promise<void>;
-}
 let rgw: Rgw | undefined;
 let admin: S3Client | undefined;
 let driver: S3Driver | undefined;
@@ -192,7 +183,6 @@ async function run(): Promise<void> {
   const revision = gitRevision();
   say(`vztpl template search benchmark, ${m.date}`);
   say(`machine: ${m.cores} cores (nproc), ${m.cpu}, kernel ${m.kernel}, node ${m.node}; load average before: ${m.load}; code ${revision}`);
-  const { startRgw } = (await import(pathToFileURL(join(REPO, 'test', 'services', 'rgw.ts')).href)) as { startRgw: () => Promise<Rgw> };
   rgw = await startRgw();
   say(`rgw: ${rgw.endpoint} up in ${secs(rgw.startMs)} (memstore)`);
   const credentials = { accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey };

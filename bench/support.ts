@@ -8,7 +8,7 @@ import { existsSync, openSync, closeSync, readFileSync, readdirSync, statSync } 
 import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Socket } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadAverage, runChecked, running, type ProcessRun } from './lib.ts';
 
@@ -338,6 +338,21 @@ const body = Buffer.from(process.env.FLOOR_BODY, 'base64');
 const headers = { ...JSON.parse(process.env.FLOOR_HEADERS), 'Content-Length': body.length };
 require('node:http').createServer((req, res) => { res.writeHead(200, headers); res.end(body); }).listen(${port}, '127.0.0.1');`;
   return startServer('floor', process.execPath, ['-e', script], { ...env, FLOOR_BODY: body.toString('base64'), FLOOR_HEADERS: JSON.stringify(headers) }, port, logFile);
+}
+
+/** What the benchmarks use of test/services/rgw.ts: a throwaway Ceph RGW (memstore). */
+export interface Rgw {
+  endpoint: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  startMs: number;
+  stop(): Promise<void>;
+}
+
+/** Starts a throwaway RGW; imported by path at run time, so dist/ stays free of test code. */
+export async function startRgw(): Promise<Rgw> {
+  const { startRgw: start } = (await import(pathToFileURL(join(REPO, 'test', 'services', 'rgw.ts')).href)) as { startRgw: () => Promise<Rgw> };
+  return start();
 }
 
 export const DISTRIBUTION = '/usr/bin/docker-registry';
