@@ -181,8 +181,11 @@ export class FsDriver implements StorageDriver {
         await fh.close();
         return Readable.from([]);
       }
-      // 1 MiB reads: a blob GET streams at disk speed with few thread-pool round trips.
-      return createReadStream('', { fd: fh, start: offset, end: end - 1, autoClose: true, highWaterMark: 1 << 20 });
+      // 64 KiB reads. Each read gets a fresh buffer, and from 128 KiB up (glibc's mmap
+      // threshold) every one is a new mapping: page faults, then unmapping in GC. Measured
+      // serving a 57.5 MB template to skopeo: 64 KiB 138-142 ms of CPU per pull, 128 KiB
+      // 190-233, 1 MiB 207-235, 16 KiB 292-317.
+      return createReadStream('', { fd: fh, start: offset, end: end - 1, autoClose: true, highWaterMark: 64 << 10 });
     } catch (err) {
       await fh.close();
       throw err;
