@@ -33,6 +33,32 @@ describe('fs driver specifics', () => {
     }
   });
 
+  it('getContent answers from memory only while the file is the same: another instance\'s write, an in-place write, a delete', async () => {
+    const { root, driver, cleanup } = await makeFs();
+    try {
+      const other = new FsDriver({ root }); // a second registry process on the same directory
+      const link = '/repo/_manifests/tags/latest/current/link';
+      await driver.putContent(link, Buffer.from(`sha256:${'a'.repeat(64)}`));
+      expect((await driver.getContent(link)).toString()).toBe(`sha256:${'a'.repeat(64)}`);
+      expect((await driver.getContent(link)).toString()).toBe(`sha256:${'a'.repeat(64)}`); // now from memory
+      // The same size, through the other instance (a new file renamed over the old one).
+      await other.putContent(link, Buffer.from(`sha256:${'b'.repeat(64)}`));
+      expect((await driver.getContent(link)).toString()).toBe(`sha256:${'b'.repeat(64)}`);
+      // The same size, written in place by someone else (same inode), even with the old mtime.
+      const before = await stat(join(root, link));
+      await writeFile(join(root, link), `sha256:${'c'.repeat(64)}`);
+      await utimes(join(root, link), before.atime, before.mtime);
+      expect((await driver.getContent(link)).toString()).toBe(`sha256:${'c'.repeat(64)}`);
+      await other.delete('/repo/_manifests/tags/latest');
+      await expect(driver.getContent(link)).rejects.toThrow(/path not found/);
+      // A directory is not content.
+      await driver.putContent('/repo/x/y', Buffer.from('z'));
+      await expect(driver.getContent('/repo/x')).rejects.toThrow(/path not found/);
+    } finally {
+      await cleanup();
+    }
+  });
+
   it('stays inside its root', async () => {
     const { root, driver, cleanup } = await makeFs();
     try {
