@@ -30,7 +30,11 @@ export interface FileInfo {
 export interface FileWriter {
   /** Bytes written so far. */
   readonly size: number;
-  write(chunk: Buffer): Promise<void>;
+  /**
+   * Appends `data`: one buffer, or several written in order as one piece (the fs driver hands
+   * them to writev, so a caller batching request pieces need not copy them into one buffer).
+   */
+  write(data: Buffer | readonly Buffer[]): Promise<void>;
   /** Makes the content visible at the path, whole; after this the writer is closed. */
   commit(): Promise<void>;
   /** Discards everything written; the path is left as it was. */

@@ -382,16 +382,21 @@ class FsWriter implements FileWriter {
     if (this.state !== 'open') throw new Error(`writer for ${this.dest} is ${this.state}`);
   }
 
-  write(chunk: Buffer): Promise<void> {
+  write(data: Buffer | readonly Buffer[]): Promise<void> {
     return this.serial(async () => {
       this.checkOpen();
       try {
-        let off = 0;
-        while (off < chunk.length) {
-          const { bytesWritten } = await this.fh.write(chunk, off, chunk.length - off);
-          off += bytesWritten;
+        // One writev for several buffers; a short write goes on from where it stopped.
+        let pending = (Array.isArray(data) ? data : [data]).filter((b) => b.length > 0);
+        const total = pending.reduce((n, b) => n + b.length, 0);
+        let done = 0;
+        while (pending.length) {
+          const { bytesWritten } = pending.length === 1 ? await this.fh.write(pending[0]!) : await this.fh.writev(pending);
+          done += bytesWritten;
+          pending = skipBytes(pending, bytesWritten);
         }
-        this.written += chunk.length;
+        this.written += total;
+        if (done !== total) throw new Error(`wrote ${done} of ${total} bytes`);
       } catch (err) {
         await this.discard('failed');
         throw err;
@@ -484,4 +489,18 @@ class SmallFileCache {
     this.entries.delete(path);
     this.bytes -= length;
   }
+}
+
+/** What is left of `buffers` after the first `n` bytes. */
+function skipBytes(buffers: readonly Buffer[], n: number): Buffer[] {
+  const rest: Buffer[] = [];
+  for (const b of buffers) {
+    if (n >= b.length) {
+      n -= b.length;
+      continue;
+    }
+    rest.push(n ? b.subarray(n) : b);
+    n = 0;
+  }
+  return rest;
 }

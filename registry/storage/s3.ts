@@ -470,12 +470,13 @@ class S3Writer implements FileWriter {
     if (this.state !== 'open') throw new Error(`s3 writer for ${this.key} is ${this.state}`);
   }
 
-  write(chunk: Buffer): Promise<void> {
+  write(data: Buffer | readonly Buffer[]): Promise<void> {
     return this.serial(async () => {
       this.checkOpen();
+      // Copied (into one buffer): the caller may reuse its buffers once write() resolves.
+      const chunk = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as Buffer);
       if (chunk.length === 0) return;
-      // Copy: the caller may reuse its buffer once write() resolves.
-      this.chunks.push(Buffer.from(chunk));
+      this.chunks.push(chunk);
       this.buffered += chunk.length;
       this.written += chunk.length;
       try {

@@ -121,6 +121,19 @@ export function driverSuite(name: string, make: () => Promise<DriverFixture>): v
       await expect(w.write(Buffer.from('x'))).rejects.toThrow();
     });
 
+    it('writer: several buffers in one write land in order, across a part boundary too', async () => {
+      const w = await d.writer('/w/vector');
+      const pieces = [randomBytes(10), Buffer.alloc(0), randomBytes(65_536), randomBytes(3)];
+      await w.write(pieces);
+      await w.write(randomBytes(0));
+      const big = Array.from({ length: 20 }, () => randomBytes(1 << 20)); // 20 MiB: past a 16 MiB multipart part
+      await w.write(big);
+      const total = [...pieces, ...big].reduce((n, b) => n + b.length, 0);
+      expect(w.size).toBe(total);
+      await w.commit();
+      expectSameBytes(await d.getContent('/w/vector'), Buffer.concat([...pieces, ...big]));
+    });
+
     it('writer: the writer copies what it is given (callers may reuse buffers)', async () => {
       const w = await d.writer('/w/reuse');
       const buf = Buffer.alloc(4096);
