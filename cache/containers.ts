@@ -14,7 +14,7 @@ import type { Digest } from '../format/digest.ts';
 import { digestHex, isDigest } from '../format/digest.ts';
 import { bundleConfig } from './bundle.ts';
 import { lockExclusive } from '../common/lock.ts';
-import { holdForUse } from './holds.ts';
+import { holdForUse, type Hold } from './holds.ts';
 import { isMounted, mountOverlay, mountPoints, overlayOptions, unmount, type OverlaySpec } from './mounts.ts';
 import type { Store, TemplateRef } from './store.ts';
 
@@ -86,13 +86,11 @@ export async function createContainer(opts: CreateOptions): Promise<ContainerRec
   const hostname = opts.hostname ?? `ct${ctid}`;
   if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(hostname)) throw new UsageError(`invalid hostname ${JSON.stringify(hostname)}`);
   const p = paths(store, ctid);
-  // Held until the container's record names the layers: a prune meanwhile leaves them alone.
-  const hold = await holdForUse(store, { layers: template.layers.map((l) => l.diffId), blobs: [] });
-  const lock = await lockExclusive(store.lockPath(`ct-${ctid}`)).catch((err: unknown) => {
-    hold.release();
-    throw err;
-  });
+  const lock = await lockExclusive(store.lockPath(`ct-${ctid}`));
+  let hold: Hold | undefined;
   try {
+    // Held until the container's record names the layers: a prune meanwhile leaves them alone.
+    hold = await holdForUse(store, { layers: template.layers.map((l) => l.diffId), blobs: [] });
     for (const l of template.layers) {
       if (!(await store.hasLayer(l.diffId))) throw new VztplError(`template ${template.name}:${template.version} is missing layer ${l.diffId}: pull it again`, ExitCode.notFound);
     }
@@ -136,8 +134,8 @@ export async function createContainer(opts: CreateOptions): Promise<ContainerRec
     }
     return record;
   } finally {
+    hold?.release();
     lock.release();
-    hold.release();
   }
 }
 

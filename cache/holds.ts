@@ -2,15 +2,15 @@
 // about to use but that no template reference or container names yet (a pull writes its
 // reference last, a create its container record after checking the layers).
 //
-// A process writes its hold (locks/hold-<pid>-<n>: the diff_ids and blob digests) first, and
-// only then waits for a running prune to finish and checks what the store has. Prune takes the
-// prune lock first, and only then reads the holds. Whichever comes second sees the other: a
+// A process writes its hold (locks/hold-<pid>-<n>: the diff_ids and blob digests, written whole
+// through the store's tmp/) first, and only then waits for a running prune to finish and checks
+// what the store has. Prune takes the prune lock first, and only then reads the holds. Whichever comes second sees the other: a
 // prune that started before the hold was written is waited for, and a hold written before the
 // prune read the holds is honoured. The hold of a process that died counts for nothing.
 import { join } from 'node:path';
 import { fs } from '../common/builtins.ts';
-import { acquire, lockExclusive, type Lock } from '../common/lock.ts';
-import { pidAlive, sweepDeadPidEntries } from '../common/pids.ts';
+import { lockExclusive } from '../common/lock.ts';
+import { sweepDeadPidEntries } from '../common/pids.ts';
 import type { Digest } from '../format/digest.ts';
 import type { Store } from './store.ts';
 
@@ -21,8 +21,6 @@ export interface Held {
 
 let holdSequence = 0;
 const HOLD_RE = /^hold-(\d+)-\d+$/;
-/** Holds and their temporaries (a process killed while writing one). */
-const HOLD_FILE_RE = /^\.?hold-(\d+)-\d+(?:\.tmp)?$/;
 const PRUNE_LOCK = 'prune';
 
 export interface Hold {
@@ -36,15 +34,11 @@ export interface Hold {
 export async function holdForUse(store: Store, held: Held, opts: { signal?: AbortSignal } = {}): Promise<Hold> {
   const path = store.lockPath(`hold-${process.pid}-${++holdSequence}`);
   // Whole or not at all: a prune must never read half a hold.
-  const tmp = join(path, '..', `.hold-${process.pid}-${holdSequence}.tmp`);
-  fs.mkdirSync(join(path, '..'), { recursive: true });
-  fs.writeFileSync(tmp, JSON.stringify(held));
-  fs.renameSync(tmp, path);
+  await store.writeFileAtomic(path, JSON.stringify(held));
   const release = () => fs.rmSync(path, { force: true });
   try {
     // Taken and released at once: only a prune holds this lock for any length of time.
-    const lock = await acquire(store.lockPath(PRUNE_LOCK), { signal: opts.signal });
-    lock?.release();
+    (await lockExclusive(store.lockPath(PRUNE_LOCK), { signal: opts.signal })).release();
   } catch (err) {
     release();
     throw err;
@@ -54,7 +48,7 @@ export async function holdForUse(store: Store, held: Held, opts: { signal?: Abor
 
 /** Runs fn (a prune) holding the prune lock; fn reads the holds with liveHolds. */
 export async function whilePruning<T>(store: Store, fn: () => Promise<T>): Promise<T> {
-  const lock: Lock = await lockExclusive(store.lockPath(PRUNE_LOCK));
+  const lock = await lockExclusive(store.lockPath(PRUNE_LOCK));
   try {
     return await fn();
   } finally {
@@ -64,10 +58,13 @@ export async function whilePruning<T>(store: Store, fn: () => Promise<T>): Promi
 
 /** Removes the holds of processes that are gone (a killed pull's). */
 export function sweepDeadHolds(store: Store): void {
-  sweepDeadPidEntries(join(store.root, 'locks'), (name) => Number(HOLD_FILE_RE.exec(name)?.[1]) || undefined);
+  sweepDeadPidEntries(join(store.root, 'locks'), (name) => Number(HOLD_RE.exec(name)?.[1]) || undefined);
 }
 
-/** What running processes hold; the holds of dead ones are removed. */
+/**
+ * What the holds in the store name. A prune sweeps dead processes' holds first (sweepLeftovers);
+ * one whose process dies after that counts once more, which keeps, never removes.
+ */
 export function liveHolds(store: Store): { layers: Set<Digest>; blobs: Set<Digest> } {
   const out = { layers: new Set<Digest>(), blobs: new Set<Digest>() };
   const dir = join(store.root, 'locks');
@@ -78,12 +75,7 @@ export function liveHolds(store: Store): { layers: Set<Digest>; blobs: Set<Diges
     return out;
   }
   for (const name of names) {
-    const m = HOLD_RE.exec(name);
-    if (!m) continue;
-    if (!pidAlive(Number(m[1]))) {
-      fs.rmSync(join(dir, name), { force: true });
-      continue;
-    }
+    if (!HOLD_RE.test(name)) continue;
     let held: Held;
     try {
       held = JSON.parse(fs.readFileSync(join(dir, name), 'utf8')) as Held;

@@ -1,8 +1,6 @@
 // The host's settings: the store root and the default registry, from options, VZTPL_ROOT /
 // VZTPL_REGISTRY, or /etc/vztpl/host.yaml (`root:`, `registry:`), in that order.
 import { fs } from '../common/builtins.ts';
-
-const { readFileSync } = fs;
 import { UsageError } from '../common/errors.ts';
 import { registryBaseURL, splitReference, splitRegistry } from '../format/reference.ts';
 import { DEFAULT_ROOT } from './store.ts';
@@ -12,7 +10,7 @@ export const HOST_CONFIG = '/etc/vztpl/host.yaml';
 function fileSettings(path: string): { root?: string; registry?: string } {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = fs.readFileSync(path, 'utf8');
   } catch {
     return {};
   }

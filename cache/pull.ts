@@ -95,75 +95,57 @@ async function pullTemplate(opts: PullOptions): Promise<TemplateRef> {
   // Until the reference is written, nothing else tells a prune that these are wanted.
   const hold = await holdForUse(store, { layers: layers.map((l) => l.diffId), blobs: [manifestDigest, manifest.config.digest, ...layers.map((l) => l.digest)] }, { signal: opts.signal });
   try {
-    return await fetchAndRecord({ ...opts, emit, started }, { name, version: resolved.version, manifestDigest, bytes, configDigest: manifest.config.digest, configBytes, config, layers });
+    const missing: LayerRecord[] = [];
+    for (const l of layers) if (!(await store.hasLayer(l.diffId)) && !missing.some((m) => m.diffId === l.diffId)) missing.push(l);
+    emit({ event: 'resolved', name, version: resolved.version, digest: manifestDigest, layers: layers.length, bytes: layers.reduce((n, l) => n + l.size, 0), missing: missing.length });
+    // Layers the host has already (shared with a cached template): reported, not fetched.
+    for (const l of layers) if (!missing.some((m) => m.diffId === l.diffId)) emit({ event: 'layer-done', digest: l.digest, size: l.size, shared: true });
+
+    let downloaded = 0;
+    const queue = [...missing];
+    // The first layer that fails stops the others, and each cleans up before the error is thrown.
+    const failed = new AbortController();
+    const signal = opts.signal ? AbortSignal.any([opts.signal, failed.signal]) : failed.signal;
+    const worker = async () => {
+      for (let layer = queue.shift(); layer; layer = queue.shift()) {
+        signal.throwIfAborted();
+        // Not `downloaded += await ...`: that reads the sum before the await, losing the other workers' bytes.
+        const fetched = await fetchLayer(store, source, name, layer, emit, signal);
+        downloaded += fetched;
+      }
+    };
+    const workers = Array.from({ length: Math.min(opts.concurrency ?? 3, Math.max(1, queue.length)) }, () =>
+      worker().catch((err: unknown) => {
+        if (!failed.signal.aborted) failed.abort(err);
+        throw err;
+      }),
+    );
+    const settled = await Promise.allSettled(workers);
+    if (settled.some((w) => w.status === 'rejected')) throw failed.signal.reason;
+
+    // Manifest and config last: a reference is written only when every layer is in place.
+    await store.writeFileAtomic(store.blobPath(manifestDigest), bytes);
+    await store.writeFileAtomic(store.blobPath(manifest.config.digest), configBytes);
+    const now = new Date().toISOString();
+    const ref: TemplateRef = {
+      source: source.id,
+      name,
+      version: resolved.version,
+      manifestDigest,
+      configDigest: manifest.config.digest,
+      layers,
+      env: config.config?.Env ?? [],
+      cmd: config.config?.Cmd ?? ['/bin/sh'],
+      architecture: config.architecture,
+      pulledAt: now,
+      lastUsed: now,
+    };
+    await store.saveRef(ref);
+    emit({ event: 'pulled', name, version: resolved.version, digest: manifestDigest, downloaded, seconds: (performance.now() - started) / 1000 });
+    return ref;
   } finally {
     hold.release();
   }
-}
-
-interface Resolution {
-  name: string;
-  version: string;
-  manifestDigest: Digest;
-  bytes: Buffer;
-  configDigest: Digest;
-  configBytes: Buffer;
-  config: ImageConfig;
-  layers: LayerRecord[];
-}
-
-/** Fetches the layers the store lacks, then writes the manifest, config and reference. */
-async function fetchAndRecord(opts: PullOptions & { emit: (e: PullEvent) => void; started: number }, r: Resolution): Promise<TemplateRef> {
-  const { store, source, emit, started } = opts;
-  const { name, version, manifestDigest, bytes, configDigest, configBytes, config, layers } = r;
-  const missing: LayerRecord[] = [];
-  for (const l of layers) if (!(await store.hasLayer(l.diffId)) && !missing.some((m) => m.diffId === l.diffId)) missing.push(l);
-  emit({ event: 'resolved', name, version: version, digest: manifestDigest, layers: layers.length, bytes: layers.reduce((n, l) => n + l.size, 0), missing: missing.length });
-  // Layers the host has already (shared with a cached template): reported, not fetched.
-  for (const l of layers) if (!missing.some((m) => m.diffId === l.diffId)) emit({ event: 'layer-done', digest: l.digest, size: l.size, shared: true });
-
-  let downloaded = 0;
-  const queue = [...missing];
-  // The first layer that fails stops the others, and each cleans up before the error is thrown.
-  const failed = new AbortController();
-  const signal = opts.signal ? AbortSignal.any([opts.signal, failed.signal]) : failed.signal;
-  const worker = async () => {
-    for (let layer = queue.shift(); layer; layer = queue.shift()) {
-      signal.throwIfAborted();
-      // Not `downloaded += await ...`: that reads the sum before the await, losing the other workers' bytes.
-      const fetched = await fetchLayer(store, source, name, layer, emit, signal);
-      downloaded += fetched;
-    }
-  };
-  const workers = Array.from({ length: Math.min(opts.concurrency ?? 3, Math.max(1, queue.length)) }, () =>
-    worker().catch((err: unknown) => {
-      if (!failed.signal.aborted) failed.abort(err);
-      throw err;
-    }),
-  );
-  const settled = await Promise.allSettled(workers);
-  if (settled.some((w) => w.status === 'rejected')) throw failed.signal.reason;
-
-  // Manifest and config last: a reference is written only when every layer is in place.
-  await store.writeFileAtomic(store.blobPath(manifestDigest), bytes);
-  await store.writeFileAtomic(store.blobPath(configDigest), configBytes);
-  const now = new Date().toISOString();
-  const ref: TemplateRef = {
-    source: source.id,
-    name,
-    version: version,
-    manifestDigest,
-    configDigest,
-    layers,
-    env: config.config?.Env ?? [],
-    cmd: config.config?.Cmd ?? ['/bin/sh'],
-    architecture: config.architecture,
-    pulledAt: now,
-    lastUsed: now,
-  };
-  await store.saveRef(ref);
-  emit({ event: 'pulled', name, version: version, digest: manifestDigest, downloaded, seconds: (performance.now() - started) / 1000 });
-  return ref;
 }
 
 async function readAll(stream: AsyncIterable<Buffer>): Promise<Buffer> {

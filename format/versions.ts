@@ -8,12 +8,12 @@ export function isVersionTag(tag: string): boolean {
   return /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?$/.test(tag) && semver.valid(tag) === tag;
 }
 
-/** The aliases `version` should hold given all published versions (itself included). */
 /** The tags publishing moves: latest, MAJOR and MAJOR.MINOR. */
 export function isAliasTag(tag: string): boolean {
   return tag === 'latest' || /^(?:0|[1-9]\d*)(?:\.(?:0|[1-9]\d*))?$/.test(tag);
 }
 
+/** The aliases `version` should hold given all published versions (itself included). */
 export function aliasesFor(version: string, versions: readonly string[]): string[] {
   if (semver.prerelease(version)) return [];
   const releases = versions.filter((v) => isVersionTag(v) && !semver.prerelease(v));
