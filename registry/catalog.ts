@@ -69,8 +69,10 @@ export class Catalog {
     await Promise.all([this.moveAliases(repo), this.refreshSummary(repo)]);
   }
 
-  /** After tags were deleted (by name, or with their manifest): a deleted version leaves the summary. */
-  /** After version tags are deleted: the aliases move to the versions left, and the summary. */
+  /**
+   * After tags were deleted (by name, or with their manifest): if versions went, the aliases move
+   * to the versions left and the summary is rewritten.
+   */
   async deleted(repo: string, tags: readonly string[]): Promise<void> {
     if (!tags.some(isVersionTag)) return;
     await this.moveAliases(repo);

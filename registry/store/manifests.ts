@@ -65,8 +65,8 @@ export class ManifestStore {
 
   /**
    * The media type a manifest was pushed with, from its revision link, whose existence says the
-   * repository has it. The type is remembered (a revision link is written once per manifest);
-   * the existence is checked every time, with a stat where the type is known.
+   * repository has it. The type is remembered (put() forgets it when it rewrites the link); the
+   * existence is checked every time, with a stat where the type is known.
    */
   private async revisionMediaType(repo: string, digest: Digest): Promise<string> {
     const path = paths.manifestRevisionLink(repo, digest);
