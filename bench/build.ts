@@ -6,19 +6,17 @@
 // Usage: node bench/build.ts [--rounds N] [--only cold,warm,pack] [--no-results]
 // The cache (.debs, step cache) stays in --bench-dir; everything else is removed at the end.
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { appendFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { mmdebstrapSource } from '../builder/sources/mmdebstrap.ts';
 import type { DebianBootstrapSpec } from '../builder/recipe/schema.ts';
 import { packLayer } from '../format/tar/pack.ts';
 import { walkLayer } from '../format/tar/walk.ts';
 import { loadAverage, machine, median, ratio, runChecked, running, secs, table, timeAsync, type ProcessRun, runBench } from './lib.ts';
+import { REPO, report, say } from './support.ts';
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const RESULTS = join(REPO, 'bench', 'RESULTS.md');
 
 const { values: opt } = parseArgs({
   options: {
@@ -77,10 +75,6 @@ process.on('SIGINT', () => {
   abort.abort(new Error('interrupted'));
   for (const child of running) child.kill('SIGINT');
 });
-
-function say(line: string): void {
-  process.stdout.write(`${line}\n`);
-}
 
 // --- 1. cold build ----------------------------------------------------------------------------
 
@@ -387,27 +381,18 @@ async function main(): Promise<void> {
     }
   }
   const summary = table(['measurement', 'result', 'goal', 'details (s)'], rows);
-  say('');
-  say(summary);
-  say(`total ${secs(totalMs, 0)}; load average after: ${loadAfter}`);
-
-  if (opt['no-results']) return;
-  const section = [
-    '',
-    `## ${m.date}`,
-    '',
-    `Machine: ${m.cores} cores (nproc), ${m.cpu}, kernel ${m.kernel}, node ${m.node}. Load average before the run: ${m.load}; after: ${loadAfter}. ` +
+  await report({
+    heading: m.date,
+    machine: m,
+    loadAfter,
+    totalMs,
+    summary,
+    record: !opt['no-results'],
+    about: () =>
       `Code: ${revision}. Options: --rounds ${ROUNDS} --warm-rounds ${WARM_ROUNDS} --pack-rounds ${PACK_ROUNDS} --gzip-rounds ${GZIP_ROUNDS} --mirror ${opt.mirror}` +
       `${only.size < 3 ? ` --only ${opt.only}` : ''}. Total ${secs(totalMs, 0)}.` +
       (p ? ` Packed tree: ${p.entries} entries, ${(p.zstd.vztpl.tarBytes / 1e6).toFixed(1)} MB of tar.` : ''),
-    '',
-    summary,
-    '',
-  ].join('\n');
-  if (!existsSync(RESULTS)) await writeFile(RESULTS, '# Build benchmark results\n\nWritten by `node bench/build.ts`.\n');
-  const before = await readFile(RESULTS, 'utf8');
-  await appendFile(RESULTS, `${before.endsWith('\n') ? '' : '\n'}${section}`);
-  say(`appended to ${RESULTS}`);
+  });
 }
 
 runBench(main, () => rm(runDir, { recursive: true, force: true }));

@@ -23,7 +23,7 @@ import { loadAverage, machine, median, ratio, runChecked, runTimed, running, sec
 import {
   CLI,
   REPO,
-  appendSection,
+  report,
   buildTemplate,
   env,
   gitRevision,
@@ -456,25 +456,19 @@ async function main(): Promise<void> {
     ]);
   }
   const summary = table(['measurement', 'result', 'goal', 'details'], rows);
-  say('');
-  say(summary);
-  say(`total ${secs(totalMs, 0)}; load average after: ${loadAfter}`);
-
-  if (opt['no-results'] || !s) return;
-  const section = [
-    '',
-    `## ${m.date}: create (bench/create.ts)`,
-    '',
-    `Machine: ${m.cores} cores (nproc), ${m.cpu}, kernel ${m.kernel}, node ${m.node}. Load average before the run: ${m.load}; after: ${loadAfter}. ` +
+  await report({
+    heading: `${m.date}: create (bench/create.ts)`,
+    machine: m,
+    loadAfter,
+    totalMs,
+    summary,
+    record: !opt['no-results'] && Boolean(s),
+    about: () =>
       `Code: ${revision}. Options: --rounds ${ROUNDS} --untar-rounds ${UNTAR_ROUNDS} --process-rounds ${PROCESS_ROUNDS} --pull-rounds ${PULL_ROUNDS}` +
       `${only.size < 4 ? ` --only ${opt.only}` : ''}. Total ${secs(totalMs, 0)}. ` +
-      `Template: ${s.base.name}:${s.base.version} (recipes/${opt.base}), ${s.base.blobs.length - 1} layers, ${(s.base.bytes / 1e6).toFixed(1)} MB of blobs; ` +
-      `flavor ${s.flavor.name} (recipes/${opt.flavor}). Host store on ${s.host.fs}${s.reflink !== s.host ? `; reflink store on ${s.reflink.fs}` : ''}; vztpl create and podman create on ${s.host.fs}.`,
-    '',
-    summary,
-    '',
-  ].join('\n');
-  await appendSection(section);
+      `Template: ${s!.base.name}:${s!.base.version} (recipes/${opt.base}), ${s!.base.blobs.length - 1} layers, ${(s!.base.bytes / 1e6).toFixed(1)} MB of blobs; ` +
+      `flavor ${s!.flavor.name} (recipes/${opt.flavor}). Host store on ${s!.host.fs}${s!.reflink !== s!.host ? `; reflink store on ${s!.reflink.fs}` : ''}; vztpl create and podman create on ${s!.host.fs}.`,
+  });
 }
 
 runBench(main, cleanup);

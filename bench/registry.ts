@@ -15,7 +15,7 @@ import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { loadAverage, machine, median, ratio, runChecked, running, secs, table, runBench } from './lib.ts';
 import {
   REPO,
-  appendSection,
+  report,
   buildTemplate,
   cpuSeconds,
   env,
@@ -407,26 +407,20 @@ async function main(): Promise<void> {
     }
   }
   const summary = table(['measurement', 'result', 'goal', 'details (s, unless ms)'], rows);
-  say('');
-  say(summary);
-  say(`total ${secs(totalMs, 0)}; load average after: ${loadAfter}`);
-
-  if (opt['no-results']) return;
-  const section = [
-    '',
-    `## ${m.date}: registry (bench/registry.ts)`,
-    '',
-    `Machine: ${m.cores} cores (nproc), ${m.cpu}, kernel ${m.kernel}, node ${m.node}. Load average before the run: ${m.load}; after: ${loadAfter}. ` +
+  await report({
+    heading: `${m.date}: registry (bench/registry.ts)`,
+    machine: m,
+    loadAfter,
+    totalMs,
+    summary,
+    record: !opt['no-results'],
+    about: () =>
       `Code: ${revision}. Peer: ${distVersion}; client: ${skopeoVersion}. Options: --rounds ${ROUNDS} --storage ${storages.join(',')} --clients ${CLIENTS} --requests ${REQUESTS} ` +
       `--latency-rounds ${LAT_ROUNDS} --latency-seconds ${LAT_MS / 1000} --warmup ${WARMUP}${opt['s3-redirect'] ? ' --s3-redirect' : ''}${only.size < 2 ? ` --only ${opt.only}` : ''}. Total ${secs(totalMs, 0)}. ` +
       `Template: ${layout!.name}:${layout!.version} (${opt.layout ? `layout ${opt.layout}` : `recipes/${opt.recipe}`}), ${layout!.blobs.length - 1} zstd layers + config, ${(layout!.bytes / 1e6).toFixed(1)} MB of blobs` +
       (rgwStart ? `; RGW (memstore) started in ${secs(rgwStart)}` : '') +
       '.',
-    '',
-    summary,
-    '',
-  ].join('\n');
-  await appendSection(section);
+  });
 }
 
 runBench(main, cleanup);

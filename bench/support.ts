@@ -10,7 +10,7 @@ import { connect, createServer, type Socket } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { loadAverage, runChecked, running, type ProcessRun } from './lib.ts';
+import { loadAverage, runChecked, running, secs, type Machine, type ProcessRun } from './lib.ts';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const RESULTS = join(REPO, 'bench', 'RESULTS.md');
@@ -528,6 +528,21 @@ export async function loadTest(o: LoadOptions): Promise<LoadResult> {
 }
 
 // --- results ----------------------------------------------------------------------------------
+
+/**
+ * Prints a benchmark's summary table and, when `record`, appends it to RESULTS.md under
+ * `heading`, after a line with the machine, the load before and after, and what `about` says
+ * (the code, options and template of the run; asked only when recording).
+ */
+export async function report(o: { heading: string; machine: Machine; loadAfter: string; totalMs: number; summary: string; about: () => string; record: boolean }): Promise<void> {
+  say('');
+  say(o.summary);
+  say(`total ${secs(o.totalMs, 0)}; load average after: ${o.loadAfter}`);
+  if (!o.record) return;
+  const m = o.machine;
+  const facts = `Machine: ${m.cores} cores (nproc), ${m.cpu}, kernel ${m.kernel}, node ${m.node}. Load average before the run: ${m.load}; after: ${o.loadAfter}. ${o.about()}`;
+  await appendSection(['', `## ${o.heading}`, '', facts, '', o.summary, ''].join('\n'));
+}
 
 /** Appends a section to RESULTS.md (creating the file with a title if needed). */
 export async function appendSection(section: string): Promise<void> {
