@@ -13,12 +13,11 @@ import { isRoot, tempDir, waitForEvent } from '../helpers/build-env.ts';
 import {
   BASE_NAME,
   buildTemplates,
-  cleanupWork,
+  finishHostTests,
   hexOf,
   host,
   layersChecksum,
   layersConsistent,
-  leakedMounts,
   mountsUnder,
   pullEvents,
   pushTemplate,
@@ -82,13 +81,7 @@ describe.skipIf(!ready)('vztpl host cache: concurrent pulls and creates, killed 
     expect(big.size).toBeGreaterThan(10e6);
   });
 
-  afterAll(async () => {
-    if (!work) return;
-    await reg?.stop();
-    const left = await cleanupWork(work);
-    expect(left, 'mounts a test left behind').toEqual([]);
-    expect(await leakedMounts(work)).toEqual([]);
-  });
+  afterAll(() => finishHostTests(work, reg));
 
   it('four pulls and four creates of one uncached template at once: each layer downloaded once, all correct', async () => {
     concurrentRoot = join(work, 'store-concurrent');

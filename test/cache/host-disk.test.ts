@@ -12,12 +12,11 @@ import { isRoot, tempDir } from '../helpers/build-env.ts';
 import {
   BASE_NAME,
   buildTemplates,
-  cleanupWork,
+  finishHostTests,
   hexOf,
   host,
   layersChecksum,
   layersConsistent,
-  leakedMounts,
   mountsUnder,
   pullEvents,
   pushTemplate,
@@ -49,13 +48,7 @@ describe.skipIf(!ready)('vztpl host cache: a full disk, and reflinks on XFS', ()
     await pushTemplate(base.dir, reg.host, BASE_NAME, '1.0.0');
   });
 
-  afterAll(async () => {
-    if (!work) return;
-    await reg?.stop();
-    const left = await cleanupWork(work);
-    expect(left, 'mounts a test left behind').toEqual([]);
-    expect(await leakedMounts(work)).toEqual([]);
-  });
+  afterAll(() => finishHostTests(work, reg));
 
   it('disk full during extraction: a clear error, no reference, no partial layer, no temporaries', async () => {
     const fs = join(work, 'tmpfs');

@@ -19,12 +19,11 @@ import {
   background,
   BASE_NAME,
   buildTemplates,
-  cleanupWork,
+  finishHostTests,
   exists,
   hexOf,
   host,
   layersConsistent,
-  leakedMounts,
   pullEvents,
   shOk,
   startHostRegistry,
@@ -86,13 +85,7 @@ describe.skipIf(!ready)('vztpl host cache: plain OCI registries and images not m
     reg = await startHostRegistry(join(work, 'registry'));
   });
 
-  afterAll(async () => {
-    if (!work) return;
-    await reg?.stop();
-    const left = await cleanupWork(work);
-    expect(left, 'mounts a test left behind').toEqual([]);
-    expect(await leakedMounts(work)).toEqual([]);
-  });
+  afterAll(() => finishHostTests(work, reg));
 
   describe.skipIf(!findProgram('docker-registry'))("Debian's docker-registry (CNCF Distribution): no catalog API", () => {
     let distribution: ReturnType<typeof background>;

@@ -13,14 +13,13 @@ import { isRoot, tempDir } from '../helpers/build-env.ts';
 import {
   BASE_NAME,
   buildTemplates,
-  cleanupWork,
+  finishHostTests,
   exists,
   FLAVOR_NAME,
   hexOf,
   host,
   layersChecksum,
   layersConsistent,
-  leakedMounts,
   mountsUnder,
   pullEvents,
   pushTemplate,
@@ -56,13 +55,7 @@ describe.skipIf(!ready)('vztpl host cache: pull, create, exec, list, destroy, pr
     h = host(root, reg.host);
   });
 
-  afterAll(async () => {
-    if (!work) return;
-    await reg?.stop();
-    const left = await cleanupWork(work);
-    expect(left, 'mounts a test left behind').toEqual([]);
-    expect(await leakedMounts(work)).toEqual([]);
-  });
+  afterAll(() => finishHostTests(work, reg));
 
   describe('pull', () => {
     it('pull NAME@^1 resolves through the catalog API and downloads each layer once; templates shows it', async () => {

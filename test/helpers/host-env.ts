@@ -12,6 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { expect } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { buildServer } from '../../registry/server.ts';
 import { FsDriver } from '../../registry/storage/fs.ts';
@@ -329,6 +330,18 @@ export async function shOk(command: string, args: readonly string[] = []): Promi
   const r = await sh(command, args);
   if (r.code !== 0) throw new Error(`${command} ${args.join(' ')} exited ${r.code}:\n${r.stderr}${r.stdout}`);
   return r.stdout;
+}
+
+/**
+ * A host test file's afterAll: stops its registry, removes its work dir, and checks that no test
+ * left a mount behind, here or in any mount namespace.
+ */
+export async function finishHostTests(work: string | undefined, reg: HostRegistry | undefined): Promise<void> {
+  if (!work) return;
+  await reg?.stop();
+  const left = await cleanupWork(work);
+  expect(left, 'mounts a test left behind').toEqual([]);
+  expect(await leakedMounts(work)).toEqual([]);
 }
 
 /**
