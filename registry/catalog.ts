@@ -65,8 +65,8 @@ export class Catalog {
   /** After a manifest is stored under `tag`: a version gets its record, moves the aliases and rewrites the summary. */
   async published(repo: string, tag: string, digest: Digest): Promise<void> {
     if (!isVersionTag(tag)) return;
-    await this.writeRecord(repo, tag, digest);
-    await Promise.all([this.moveAliases(repo), this.refreshSummary(repo)]);
+    // The summary quotes the latest record; the aliases need only the tags.
+    await Promise.all([this.moveAliases(repo), this.writeRecord(repo, tag, digest).then(() => this.refreshSummary(repo))]);
   }
 
   /**
@@ -114,13 +114,13 @@ export class Catalog {
       previous = key;
       const target = new Map<string, string>();
       for (const v of versions) for (const alias of aliasesFor(v, versions)) target.set(alias, v);
-      for (const [alias, version] of target) {
-        const digest = await this.registry.manifests.resolveTag(repo, version);
-        if (!digest || (await this.registry.manifests.resolveTag(repo, alias)) === digest) continue;
-        // With the version's media type: a manifest need not carry a mediaType field.
-        const stored = await this.registry.manifests.get(repo, digest);
-        await this.registry.manifests.put(repo, alias, stored.bytes, stored.mediaType);
-      }
+      await Promise.all(
+        [...target].map(async ([alias, version]) => {
+          const digest = await this.registry.manifests.resolveTag(repo, version);
+          if (!digest || (await this.registry.manifests.resolveTag(repo, alias)) === digest) return;
+          await this.registry.manifests.retag(repo, alias, digest);
+        }),
+      );
       // An alias no version covers any more (its versions were deleted) goes too, rather than
       // naming a deleted version.
       for (const tag of tags) {

@@ -28,7 +28,11 @@ export class Registry {
 
   /** Records that a repository exists, for the catalog (one small object per repository). */
   async registerRepository(repo: string): Promise<void> {
-    await this.driver.putContent(repositoryIndexPath(repo), Buffer.from(repo), { ifNotExists: true });
+    const registered = await this.driver.stat(repositoryIndexPath(repo)).then(
+      () => true,
+      () => false,
+    );
+    if (!registered) await this.driver.putContent(repositoryIndexPath(repo), Buffer.from(repo), { ifNotExists: true });
   }
 
   async repositories(): Promise<string[]> {

@@ -41,6 +41,14 @@ export interface FileWriter {
   cancel(): Promise<void>;
 }
 
+export interface WriteOptions {
+  /**
+   * false for scratch state a crash may lose (an upload's state: the client starts the upload
+   * again): the fs driver then skips its fsyncs. S3 writes are durable either way.
+   */
+  durable?: boolean;
+}
+
 export interface StorageDriver {
   readonly name: string;
   /** Whole content of a small object. Throws PathNotFoundError. */
@@ -49,7 +57,7 @@ export interface StorageDriver {
    * Stores a small object atomically. With ifNotExists, succeeds only if nothing is there yet
    * and returns false (leaving the existing content) otherwise.
    */
-  putContent(path: string, content: Buffer, opts?: { ifNotExists?: boolean }): Promise<boolean>;
+  putContent(path: string, content: Buffer, opts?: WriteOptions & { ifNotExists?: boolean }): Promise<boolean>;
   /** Reads from `offset`, `length` bytes or to the end. Throws PathNotFoundError, InvalidOffsetError. */
   reader(path: string, offset?: number, length?: number): Promise<Readable>;
   /** Streams a new object to `path`; nothing is visible there until commit. */

@@ -10,11 +10,39 @@
 // then removes it. Empty parent directories are pruned after delete and move, so a directory
 // exists exactly while something is below it, as on S3; writers that race with the pruning
 // retry their rename.
+//
+// Metadata calls (open, mkdir, rename, link, unlink, rmdir, stat) are synchronous: on a local
+// disk each is a few microseconds, where a thread-pool round trip and its promise cost more than
+// the call. fsync and the writes of streamed content stay on the thread pool, and the fsyncs one
+// change needs (the directories it appeared in) run side by side; a writer flushes in the
+// background as it goes. putContent with `durable: false` (upload state) skips fsync.
+// Measured pushing a 57.5 MB template with skopeo: 134 fsyncs, 227 ms of the push's 0.8 s, when
+// every step fsynced in turn.
 import { randomBytes } from 'node:crypto';
-import { createReadStream, readFileSync, statSync, type Stats } from 'node:fs';
-import { link, mkdir, open, readdir, rename, rm, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
+import {
+  closeSync,
+  createReadStream,
+  fdatasync,
+  fstatSync,
+  fsync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  write,
+  writeFileSync,
+  writev,
+  type Stats,
+} from 'node:fs';
+import { readdir, rm, stat } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
+import { promisify } from 'node:util';
 import {
   checkDirPath,
   checkPath,
@@ -24,6 +52,7 @@ import {
   type FileInfo,
   type FileWriter,
   type StorageDriver,
+  type WriteOptions,
 } from './driver.ts';
 import { Serial } from './serial.ts';
 
@@ -44,7 +73,7 @@ export class FsDriver implements StorageDriver {
   readonly name = 'filesystem';
   readonly root: string;
   private readonly tmp: string;
-  private ready: Promise<void> | undefined;
+  private ready = false;
 
   /** Small objects (links, manifests) as last read, revalidated with a stat on every read. */
   private readonly small = new SmallFileCache();
@@ -54,15 +83,10 @@ export class FsDriver implements StorageDriver {
     this.tmp = join(this.root, TMP_DIR);
   }
 
-  private init(): Promise<void> {
-    this.ready ??= mkdir(this.tmp, { recursive: true }).then(
-      () => undefined,
-      (err: unknown) => {
-        this.ready = undefined;
-        throw err;
-      },
-    );
-    return this.ready;
+  private init(): void {
+    if (this.ready) return;
+    mkdirSync(this.tmp, { recursive: true });
+    this.ready = true;
   }
 
   /**
@@ -74,31 +98,36 @@ export class FsDriver implements StorageDriver {
     return path === '/' ? this.root : this.root + path;
   }
 
-  private async tempFile(): Promise<{ path: string; fh: FileHandle }> {
-    await this.init();
+  private tempFile(): { path: string; fd: number } {
+    this.init();
     const path = join(this.tmp, `${Date.now()}-${randomBytes(8).toString('hex')}`);
-    return { path, fh: await open(path, 'wx', 0o644) };
+    return { path, fd: openSync(path, 'wx', 0o644) };
   }
 
-  /** Creates the parents of `file` and fsyncs the directories that were new. */
-  private async makeParents(file: string): Promise<void> {
+  /** Creates the parents of `file`; returns the directories whose entries changed (to fsync). */
+  private makeParents(file: string): string[] {
     const parent = dirname(file);
-    const made = await mkdir(parent, { recursive: true });
-    if (!made) return;
+    const made = mkdirSync(parent, { recursive: true });
+    const changed = [parent];
+    if (!made) return changed;
     // Directories from `made` down to `parent` are new: their entries live in their parents.
     for (let d = parent; ; d = dirname(d)) {
-      await fsyncDir(dirname(d));
+      changed.push(dirname(d));
       if (d === made || d.length <= this.root.length) break;
     }
+    return changed;
   }
 
-  /** Runs a rename/link into `dest`, recreating parents if a concurrent prune removed them. */
-  private async place(dest: string, op: () => Promise<void>): Promise<void> {
+  /**
+   * Runs a rename/link into `dest`, recreating parents if a concurrent prune removed them.
+   * Returns the directories whose entries changed.
+   */
+  private place(dest: string, op: () => void): string[] {
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.makeParents(dest);
-        await op();
-        return;
+        const changed = this.makeParents(dest);
+        op();
+        return changed;
       } catch (err) {
         // A concurrent prune can remove a parent between mkdir and rename, or in the middle of
         // a recursive mkdir (which then reports ENOTDIR): create the parents again.
@@ -109,10 +138,10 @@ export class FsDriver implements StorageDriver {
   }
 
   /** Removes empty directories from dirname(file) up to (not including) the root. */
-  private async prune(file: string): Promise<void> {
+  private prune(file: string): void {
     for (let d = dirname(file); d.length > this.root.length && d.startsWith(this.root + sep); d = dirname(d)) {
       try {
-        await rmdir(d);
+        rmdirSync(d);
       } catch {
         return; // not empty (or already gone): stop
       }
@@ -135,30 +164,35 @@ export class FsDriver implements StorageDriver {
     }
   }
 
-  async putContent(path: string, content: Buffer, opts: { ifNotExists?: boolean } = {}): Promise<boolean> {
+  async putContent(path: string, content: Buffer, opts: WriteOptions & { ifNotExists?: boolean } = {}): Promise<boolean> {
     const p = this.full(path);
-    const tmp = await this.tempFile();
+    const durable = opts.durable !== false;
+    const tmp = this.tempFile();
+    let placed = false;
     try {
       try {
-        await tmp.fh.writeFile(content);
-        await tmp.fh.sync();
+        writeFileSync(tmp.fd, content);
+        if (durable) await fsyncFd(tmp.fd);
       } finally {
-        await tmp.fh.close();
+        closeSync(tmp.fd);
       }
+      let changed: string[];
       if (opts.ifNotExists) {
         try {
-          await this.place(p, () => link(tmp.path, p));
+          changed = this.place(p, () => linkSync(tmp.path, p));
         } catch (err) {
           if (errno(err) === 'EEXIST') return false;
           throw err;
         }
       } else {
-        await this.place(p, () => rename(tmp.path, p));
+        changed = this.place(p, () => renameSync(tmp.path, p));
+        placed = true;
       }
-      await fsyncDir(dirname(p));
+      if (durable) await fsyncDirs(changed);
       return true;
     } finally {
-      await unlink(tmp.path).catch(() => {});
+      // A link leaves the temp name behind; a failure leaves the temp file.
+      if (!placed) removeQuietly(tmp.path);
     }
   }
 
@@ -166,43 +200,42 @@ export class FsDriver implements StorageDriver {
     const p = this.full(path);
     if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidOffsetError(path, offset);
     if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) throw new RangeError(`invalid length ${length} for ${path}`);
-    let fh: FileHandle;
+    let fd: number;
     try {
-      fh = await open(p, 'r');
+      fd = openSync(p, 'r');
     } catch (err) {
       if (notFoundCodes.has(errno(err) ?? '')) throw new PathNotFoundError(path);
       throw err;
     }
     try {
-      const st = await fh.stat();
+      const st = fstatSync(fd);
       if (st.isDirectory()) throw new PathNotFoundError(path);
       if (offset > st.size) throw new InvalidOffsetError(path, offset);
       const end = length === undefined ? st.size : Math.min(st.size, offset + length);
       if (end <= offset) {
-        await fh.close();
+        closeSync(fd);
         return Readable.from([]);
       }
       // 64 KiB reads. Each read gets a fresh buffer, and from 128 KiB up (glibc's mmap
       // threshold) every one is a new mapping: page faults, then unmapping in GC. Measured
       // serving a 57.5 MB template to skopeo: 64 KiB 138-142 ms of CPU per pull, 128 KiB
       // 190-233, 1 MiB 207-235, 16 KiB 292-317.
-      return createReadStream('', { fd: fh, start: offset, end: end - 1, autoClose: true, highWaterMark: 64 << 10 });
+      return createReadStream('', { fd, start: offset, end: end - 1, autoClose: true, highWaterMark: 64 << 10 });
     } catch (err) {
-      await fh.close();
+      closeSync(fd);
       throw err;
     }
   }
 
   async writer(path: string): Promise<FileWriter> {
     const p = this.full(path);
-    const tmp = await this.tempFile();
-    return new FsWriter(this, p, tmp.path, tmp.fh);
+    const tmp = this.tempFile();
+    return new FsWriter(this, p, tmp.path, tmp.fd);
   }
 
-  /** @internal the writer's commit: rename into place. */
-  async commitTemp(tmpPath: string, dest: string): Promise<void> {
-    await this.place(dest, () => rename(tmpPath, dest));
-    await fsyncDir(dirname(dest));
+  /** @internal the writer's commit: rename into place; returns the directories that changed. */
+  commitTemp(tmpPath: string, dest: string): string[] {
+    return this.place(dest, () => renameSync(tmpPath, dest));
   }
 
   async stat(path: string): Promise<FileInfo> {
@@ -241,58 +274,59 @@ export class FsDriver implements StorageDriver {
     const d = this.full(dest);
     let st;
     try {
-      st = await stat(s);
+      st = statSync(s);
     } catch (err) {
       if (notFoundCodes.has(errno(err) ?? '')) throw new PathNotFoundError(source);
       throw err;
     }
     if (st.isDirectory()) throw new PathNotFoundError(source);
     if (s === d) return;
-    await this.place(d, async () => {
+    const changed = this.place(d, () => {
       try {
-        await rename(s, d);
+        renameSync(s, d);
       } catch (err) {
         // ENOENT from a vanished source is not a pruned destination parent.
-        if (errno(err) === 'ENOENT' && !(await exists(s))) throw new PathNotFoundError(source);
+        if (errno(err) === 'ENOENT' && !existsQuietly(s)) throw new PathNotFoundError(source);
         throw err;
       }
     });
-    await fsyncDir(dirname(d));
-    if (dirname(s) !== dirname(d)) await fsyncDir(dirname(s)).catch(() => {});
-    await this.prune(s);
+    // The source's directory is not fsynced: if a crash undoes the removal there, the content
+    // is in both places, and sources are scratch (an upload) or the trash.
+    await fsyncDirs(changed);
+    this.prune(s);
   }
 
   async delete(path: string): Promise<void> {
     const p = this.full(path);
     let st;
     try {
-      st = await stat(p);
+      st = statSync(p);
     } catch (err) {
       if (notFoundCodes.has(errno(err) ?? '')) throw new PathNotFoundError(path);
       throw err;
     }
     if (st.isDirectory()) {
-      // Disappear at once, then remove at leisure.
-      await this.init();
+      // Disappear at once, then remove.
+      this.init();
       const trash = join(this.tmp, `${Date.now()}-${randomBytes(8).toString('hex')}.del`);
       try {
-        await rename(p, trash);
+        renameSync(p, trash);
       } catch (err) {
         if (notFoundCodes.has(errno(err) ?? '')) throw new PathNotFoundError(path);
         throw err;
       }
-      await fsyncDir(dirname(p)).catch(() => {});
-      await rm(trash, { recursive: true, force: true });
+      await fsyncDirs([dirname(p)]).catch(() => {});
+      rmSync(trash, { recursive: true, force: true });
     } else {
       try {
-        await unlink(p);
+        unlinkSync(p);
       } catch (err) {
         if (notFoundCodes.has(errno(err) ?? '')) throw new PathNotFoundError(path);
         throw err;
       }
-      await fsyncDir(dirname(p)).catch(() => {});
+      await fsyncDirs([dirname(p)]).catch(() => {});
     }
-    await this.prune(p);
+    this.prune(p);
   }
 
   async redirectURL(path: string): Promise<string | undefined> {
@@ -337,7 +371,7 @@ export class FsDriver implements StorageDriver {
   }
 
   async abortStaleUploads(olderThan: Date): Promise<number> {
-    await this.init();
+    this.init();
     let n = 0;
     for (const name of await readdir(this.tmp)) {
       const full = join(this.tmp, name);
@@ -354,20 +388,29 @@ export class FsDriver implements StorageDriver {
   }
 }
 
+/** How much a writer writes before it starts flushing to disk in the background. */
+const BACKGROUND_FLUSH = 8 << 20;
+
 class FsWriter implements FileWriter {
   private readonly driver: FsDriver;
   private readonly dest: string;
   private readonly tmpPath: string;
-  private readonly fh: FileHandle;
+  private readonly fd: number;
   private written = 0;
   private state: 'open' | 'committed' | 'cancelled' | 'failed' = 'open';
   private readonly serialized = new Serial();
+  /**
+   * An fdatasync started in the background every BACKGROUND_FLUSH bytes, so that the disk
+   * works while the socket is read and the final fsync has little left.
+   */
+  private flushing: Promise<void> | undefined;
+  private unflushed = 0;
 
-  constructor(driver: FsDriver, dest: string, tmpPath: string, fh: FileHandle) {
+  constructor(driver: FsDriver, dest: string, tmpPath: string, fd: number) {
     this.driver = driver;
     this.dest = dest;
     this.tmpPath = tmpPath;
-    this.fh = fh;
+    this.fd = fd;
   }
 
   get size(): number {
@@ -390,10 +433,23 @@ class FsWriter implements FileWriter {
         let pending = (Array.isArray(data) ? data : [data]).filter((b) => b.length > 0);
         const total = pending.reduce((n, b) => n + b.length, 0);
         while (pending.length) {
-          const { bytesWritten } = pending.length === 1 ? await this.fh.write(pending[0]!) : await this.fh.writev(pending);
+          const bytesWritten = pending.length === 1 ? await writeFd(this.fd, pending[0]!) : await writevFd(this.fd, pending);
           pending = skipBytes(pending, bytesWritten);
         }
         this.written += total;
+        this.unflushed += total;
+        if (this.unflushed >= BACKGROUND_FLUSH && !this.flushing) {
+          this.unflushed = 0;
+          // Observed here, awaited (and its error thrown) at commit.
+          const flushing = datasyncFd(this.fd);
+          flushing.then(
+            () => {
+              if (this.flushing === flushing) this.flushing = undefined;
+            },
+            () => undefined,
+          );
+          this.flushing = flushing;
+        }
       } catch (err) {
         await this.discard('failed');
         throw err;
@@ -405,10 +461,11 @@ class FsWriter implements FileWriter {
     return this.serial(async () => {
       this.checkOpen();
       try {
-        await this.fh.sync();
-        await this.fh.close();
-        await this.driver.commitTemp(this.tmpPath, this.dest);
+        await this.flushing;
+        await fsyncFd(this.fd);
         this.state = 'committed';
+        closeSync(this.fd);
+        await fsyncDirs(this.driver.commitTemp(this.tmpPath, this.dest));
       } catch (err) {
         await this.discard('failed');
         throw err;
@@ -424,27 +481,55 @@ class FsWriter implements FileWriter {
   }
 
   private async discard(state: 'cancelled' | 'failed'): Promise<void> {
+    const wasOpen = this.state === 'open';
     this.state = state;
-    await this.fh.close().catch(() => {});
-    await unlink(this.tmpPath).catch(() => {});
+    await this.flushing?.catch(() => undefined);
+    if (wasOpen) {
+      try {
+        closeSync(this.fd);
+      } catch {
+        /* already closed */
+      }
+    }
+    removeQuietly(this.tmpPath);
   }
 }
 
-async function exists(p: string): Promise<boolean> {
+const fsyncFd = promisify(fsync);
+const datasyncFd = promisify(fdatasync);
+const writeFd = (fd: number, buffer: Buffer): Promise<number> =>
+  new Promise((resolveWrite, reject) => write(fd, buffer, 0, buffer.length, null, (err, n) => (err ? reject(err) : resolveWrite(n))));
+const writevFd = (fd: number, buffers: Buffer[]): Promise<number> =>
+  new Promise((resolveWrite, reject) => writev(fd, buffers, null, (err, n) => (err ? reject(err) : resolveWrite(n))));
+
+/** fsyncs directories side by side (each holds an entry that changed). */
+async function fsyncDirs(dirs: readonly string[]): Promise<void> {
+  await Promise.all(
+    [...new Set(dirs)].map(async (dir) => {
+      const fd = openSync(dir, 'r');
+      try {
+        await fsyncFd(fd);
+      } finally {
+        closeSync(fd);
+      }
+    }),
+  );
+}
+
+function existsQuietly(p: string): boolean {
   try {
-    await stat(p);
+    statSync(p);
     return true;
   } catch {
     return false;
   }
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
+function removeQuietly(p: string): void {
   try {
-    await fh.sync();
-  } finally {
-    await fh.close();
+    unlinkSync(p);
+  } catch {
+    /* gone already */
   }
 }
 

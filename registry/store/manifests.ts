@@ -114,8 +114,8 @@ export class ManifestStore {
   }
 
   /**
-   * Validates and stores a manifest. `beforeWrite` runs once it is accepted, before anything is
-   * written (the registry registers the repository there), so a refused manifest changes nothing.
+   * Validates and stores a manifest. `beforeWrite` runs once it is accepted, before its revision
+   * is written (the registry registers the repository there), so a refused manifest changes nothing.
    */
   async put(repo: string, reference: string, bytes: Buffer, contentType: string | undefined, opts: { beforeWrite?: () => Promise<void> } = {}): Promise<PutResult> {
     if (bytes.length > MAX_MANIFEST_SIZE) throw new OciError('MANIFEST_TOO_LARGE', `manifest exceeds ${MAX_MANIFEST_SIZE} bytes`, undefined, 413);
@@ -133,8 +133,9 @@ export class ManifestStore {
       if (current === digest) return { digest, unchanged: true, parsed };
       if (current) throw immutable(repo, reference, current, digest);
     }
-    await opts.beforeWrite?.();
-    await this.blobs.putContent(digest, bytes);
+    // The manifest's bytes may land before beforeWrite is done: until the revision link names
+    // them they are an unreferenced blob, which the check after the link covers.
+    await Promise.all([opts.beforeWrite?.(), this.blobs.putContent(digest, bytes)]);
     const hadRevision = await this.exists(repo, digest);
     await this.driver.putContent(paths.manifestRevisionLink(repo, digest), Buffer.from(`${digest}\n${parsed.mediaType}`));
     this.mediaTypes.delete(paths.manifestRevisionLink(repo, digest));
@@ -163,6 +164,18 @@ export class ManifestStore {
       }
     }
     return { digest, unchanged: false, parsed };
+  }
+
+  /**
+   * Points a tag that is not a version (an alias) at a manifest the repository already has:
+   * only the tag link is written, since the manifest and its blobs were checked when it was put.
+   * If the manifest is deleted meanwhile, the tag goes too rather than naming nothing.
+   */
+  async retag(repo: string, tag: string, digest: Digest): Promise<void> {
+    if (!TAG.test(tag) || isVersionTag(tag)) throw new OciError('TAG_INVALID', `not an alias tag: ${JSON.stringify(tag)}`);
+    if (!(await this.exists(repo, digest))) throw new OciError('MANIFEST_UNKNOWN', `manifest unknown: ${repo}@${digest}`);
+    await this.driver.putContent(paths.tagLink(repo, tag), Buffer.from(digest));
+    if (!(await this.exists(repo, digest))) await this.driver.delete(paths.tagDir(repo, tag)).catch(() => undefined);
   }
 
   private async checkReferences(repo: string, parsed: ParsedManifest): Promise<void> {

@@ -48,13 +48,19 @@ export class UploadStore {
       if (state.repo !== repo) throw new OciError('BLOB_UPLOAD_UNKNOWN', 'blob upload unknown', { id });
       return state;
     } catch (err) {
-      if (isNotFound(err)) throw new OciError('BLOB_UPLOAD_UNKNOWN', 'blob upload unknown', { id });
+      // A state a crash cut short (it is written without fsync) is as good as none.
+      if (isNotFound(err) || err instanceof SyntaxError) throw new OciError('BLOB_UPLOAD_UNKNOWN', 'blob upload unknown', { id });
       throw err;
     }
   }
 
+  /**
+   * Not durable: a crash may lose the state or leave an older one (the client then starts the
+   * upload again, or a chunk is written again); chunks themselves are durable when the state
+   * names them, so completion never moves lost content into the blob store.
+   */
   private async saveState(state: UploadState): Promise<void> {
-    await this.driver.putContent(paths.uploadState(state.repo, state.id), Buffer.from(JSON.stringify(state)));
+    await this.driver.putContent(paths.uploadState(state.repo, state.id), Buffer.from(JSON.stringify(state)), { durable: false });
   }
 
   /**
