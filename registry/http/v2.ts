@@ -1,5 +1,7 @@
 // The OCI Distribution API v1.1 under /v2/, as a fastify plugin over a Registry.
 // Repository names contain slashes, so one wildcard route dispatches on the path's tail.
+import type { OutgoingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { isDigest, type Digest } from '../../format/digest.ts';
 import { MediaType } from '../../format/oci.ts';
@@ -7,7 +9,8 @@ import { OciError } from '../errors.ts';
 import type { Registry } from '../registry.ts';
 import { MAX_MANIFEST_SIZE } from '../store/manifests.ts';
 import { TAG } from '../store/paths.ts';
-import { InvalidOffsetError } from '../storage/driver.ts';
+import { fileRangeOf, InvalidOffsetError } from '../storage/driver.ts';
+import { sendFileRange } from './send-file.ts';
 
 export interface V2Options {
   registry: Registry;
@@ -248,12 +251,31 @@ export async function v2Routes(app: FastifyInstance, opts: V2Options): Promise<v
     if (!range) {
       reply.header('Content-Length', info.size);
       if (req.method === 'HEAD') return reply.send();
-      return reply.send(await registry.blobs.open(digest));
+      return sendBody(reply, await registry.blobs.open(digest));
     }
     const length = range.end - range.start + 1;
     reply.code(206).header('Content-Range', `bytes ${range.start}-${range.end}/${info.size}`).header('Content-Length', length);
     if (req.method === 'HEAD') return reply.send();
-    return reply.send(await registry.blobs.open(digest, range.start, length));
+    return sendBody(reply, await registry.blobs.open(digest, range.start, length));
+  }
+
+  /**
+   * Sends a blob body: a file range (fs storage) straight from the file with pooled buffers,
+   * anything else through fastify's stream handling. The onResponse hooks (log, metrics) run
+   * for both.
+   */
+  function sendBody(reply: FastifyReply, body: Readable) {
+    const range = fileRangeOf(body);
+    if (!range) return reply.send(body);
+    // A hijacked reply skips the onSend hooks: the shutdown header is set here.
+    if (closing) reply.header('Connection', 'close');
+    reply.hijack();
+    reply.raw.writeHead(reply.statusCode, reply.getHeaders() as OutgoingHttpHeaders);
+    sendFileRange(reply.raw, range, (err) => {
+      body.destroy();
+      if (err) reply.log.warn({ err: err.message }, 'blob body not sent whole');
+    });
+    return reply;
   }
 
   async function deleteBlob(reply: FastifyReply, route: { repo: string; digest: string }) {

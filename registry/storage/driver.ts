@@ -49,6 +49,22 @@ export interface WriteOptions {
   durable?: boolean;
 }
 
+/**
+ * What the fs driver's readers carry (as `fileRange`): the open file and the byte range they
+ * read, [start, end). A sender that can use it reads the file itself; destroying the reader
+ * closes the file.
+ */
+export interface FileRange {
+  fd: number;
+  start: number;
+  end: number;
+}
+
+/** The file range behind a reader, when it has one. */
+export function fileRangeOf(stream: Readable): FileRange | undefined {
+  return (stream as Readable & { fileRange?: FileRange }).fileRange;
+}
+
 export interface StorageDriver {
   readonly name: string;
   /** Whole content of a small object. Throws PathNotFoundError. */

@@ -4,6 +4,7 @@
 // one storage per suite run; two registry instances serve that storage (two apps, two driver
 // instances), as two processes on one directory or one bucket would.
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -170,6 +171,52 @@ export function registrySuite(name: string, make: () => Promise<RegistryStorage>
       expectOciError(await req(a.url, 'GET', `/v2/${r}/blobs/${content.digest}`), 404, 'BLOB_UNKNOWN');
       expect((await req(a.url, 'HEAD', `/v2/${r}/blobs/${content.digest}`)).status).toBe(404);
       expectOciError(await req(a.url, 'DELETE', `/v2/${r}/blobs/${content.digest}`), 404, 'BLOB_UNKNOWN');
+    });
+
+    it('blobs of several send pieces: whole and ranged GETs arrive exact; a client that hangs up mid-body leaves no open file', async () => {
+      const r = repo('big-blobs');
+      // 256 KiB pieces on fs: this one is four whole pieces and a partial one.
+      const big = randomBlob(4 * 262144 + 12345);
+      await pushBlob(a.url, r, big);
+      const whole = await req(b.url, 'GET', `/v2/${r}/blobs/${big.digest}`);
+      expect(whole.status).toBe(200);
+      expect(whole.headers.get('content-length')).toBe(String(big.size));
+      expect(whole.headers.get('docker-distribution-api-version')).toBe('registry/2.0');
+      expect(digestOf(whole.body)).toBe(big.digest);
+      for (const [start, end] of [
+        [262000, 524400],
+        [1, 262144],
+        [big.size - 5, big.size - 1],
+      ] as const) {
+        const part = await req(a.url, 'GET', `/v2/${r}/blobs/${big.digest}`, { headers: { range: `bytes=${start}-${end}` } });
+        expect(part.status).toBe(206);
+        expect(part.body.equals(big.bytes.subarray(start, end + 1)), `${start}-${end}`).toBe(true);
+      }
+
+      const openFiles = () => readdir('/proc/self/fd').then((fds) => fds.length);
+      const before = await openFiles();
+      for (let i = 0; i < 3; i++) {
+        await new Promise<void>((resolve, reject) => {
+          const u = new URL(a.url);
+          const request = httpRequest({ host: u.hostname, port: Number(u.port), path: `/v2/${r}/blobs/${big.digest}` }, (res) => {
+            res.once('data', () => {
+              request.destroy();
+              resolve();
+            });
+          });
+          request.on('error', (err) => (request.destroyed ? resolve() : reject(err)));
+          request.end();
+        });
+      }
+      // The server notices the hang-ups and closes the blob files (and the sockets).
+      let after = await openFiles();
+      for (let i = 0; i < 50 && after > before; i++) {
+        await new Promise((res) => setTimeout(res, 40));
+        after = await openFiles();
+      }
+      expect(after).toBeLessThanOrEqual(before);
+      // and goes on serving
+      expect(digestOf((await req(a.url, 'GET', `/v2/${r}/blobs/${big.digest}`)).body)).toBe(big.digest);
     });
 
     it('uploads: POST then PUT with the body; chunked POST + 3 PATCH + PUT; the content arrives whole', async () => {
