@@ -9,8 +9,7 @@ import { OciError } from '../errors.ts';
 import type { Registry } from '../registry.ts';
 import { MAX_MANIFEST_SIZE } from '../store/manifests.ts';
 import { TAG } from '../store/paths.ts';
-import { fileRangeOf, InvalidOffsetError } from '../storage/driver.ts';
-import { sendFileRange } from './send-file.ts';
+import { directSendOf, InvalidOffsetError } from '../storage/driver.ts';
 
 export interface V2Options {
   registry: Registry;
@@ -260,19 +259,18 @@ export async function v2Routes(app: FastifyInstance, opts: V2Options): Promise<v
   }
 
   /**
-   * Sends a blob body: a file range (fs storage) straight from the file with pooled buffers,
-   * anything else through fastify's stream handling. The onResponse hooks (log, metrics) run
-   * for both.
+   * Sends a blob body: with the reader's own sender when it has one (fs: pooled buffers from
+   * the file; s3: the object's socket relayed), else through fastify's stream handling. The
+   * onResponse hooks (log, metrics) run either way.
    */
   function sendBody(reply: FastifyReply, body: Readable) {
-    const range = fileRangeOf(body);
-    if (!range) return reply.send(body);
+    const sendTo = directSendOf(body);
+    if (!sendTo) return reply.send(body);
     // A hijacked reply skips the onSend hooks: the shutdown header is set here.
     if (closing) reply.header('Connection', 'close');
     reply.hijack();
     reply.raw.writeHead(reply.statusCode, reply.getHeaders() as OutgoingHttpHeaders);
-    sendFileRange(reply.raw, range, (err) => {
-      body.destroy();
+    sendTo(reply.raw, (err) => {
       if (err) reply.log.warn({ err: err.message }, 'blob body not sent whole');
     });
     return reply;

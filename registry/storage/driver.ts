@@ -18,6 +18,7 @@
 // Correctness never depends on listing: the registry checks existence with stat/getContent
 // and commits with create-only writes (putContent with ifNotExists), which S3 honours for
 // plain PUTs (If-None-Match: *) and the fs driver with an exclusive link.
+import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 
 export interface FileInfo {
@@ -50,19 +51,18 @@ export interface WriteOptions {
 }
 
 /**
- * What the fs driver's readers carry (as `fileRange`): the open file and the byte range they
- * read, [start, end). A sender that can use it reads the file itself; destroying the reader
- * closes the file.
+ * Sends a reader's content as the body of a response whose head is written, and ends it; calls
+ * `done` once, with the error if the body could not be sent whole (the response is then
+ * destroyed). Readers may carry one (`sendTo`) when they can do better than a piped stream:
+ * the fs driver reads its file with pooled buffers, the s3 driver relays the object's socket.
+ * A reader is used one way or the other, not both.
  */
-export interface FileRange {
-  fd: number;
-  start: number;
-  end: number;
-}
+export type SendTo = (res: ServerResponse, done: (err?: Error) => void) => void;
 
-/** The file range behind a reader, when it has one. */
-export function fileRangeOf(stream: Readable): FileRange | undefined {
-  return (stream as Readable & { fileRange?: FileRange }).fileRange;
+/** The direct sender of a reader, when it has one. */
+export function directSendOf(stream: Readable): SendTo | undefined {
+  const sendTo = (stream as Readable & { sendTo?: SendTo }).sendTo;
+  return typeof sendTo === 'function' ? sendTo.bind(stream) : undefined;
 }
 
 export interface StorageDriver {

@@ -44,6 +44,7 @@ import {
   type FileWriter,
   type StorageDriver,
 } from './driver.ts';
+import { relayGet } from './s3-relay.ts';
 import { Serial } from './serial.ts';
 
 const MiB = 1024 * 1024;
@@ -126,6 +127,10 @@ export class S3Driver implements StorageDriver {
   private readonly presign: boolean;
   private readonly copyThreshold: number;
   private readonly copyPartSize: number;
+  private readonly connectionTimeout: number;
+  private readonly socketTimeout: number;
+  /** Whether bodies can be relayed (plain HTTP endpoint); undefined until the first read. */
+  private relayable: boolean | undefined;
 
   constructor(opts: S3DriverOptions) {
     if (!opts.bucket) throw new Error('s3: bucket is required');
@@ -139,12 +144,14 @@ export class S3Driver implements StorageDriver {
     this.copyThreshold = Math.min(opts.multipartCopyThreshold ?? MAX_COPY, MAX_COPY);
     this.copyPartSize = Math.max(opts.multipartCopyPartSize ?? GiB, MIN_PART);
     this.presign = opts.presignRedirects ?? false;
+    this.connectionTimeout = opts.connectionTimeout ?? 10_000;
+    this.socketTimeout = opts.socketTimeout ?? 120_000;
     const config: S3ClientConfig = {
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
       requestHandler: {
-        connectionTimeout: opts.connectionTimeout ?? 10_000,
-        socketTimeout: opts.socketTimeout ?? 120_000,
+        connectionTimeout: this.connectionTimeout,
+        socketTimeout: this.socketTimeout,
       },
     };
     if (opts.region) config.region = opts.region;
@@ -238,6 +245,8 @@ export class S3Driver implements StorageDriver {
       return Readable.from([]);
     }
     const Range = offset === 0 && length === undefined ? undefined : `bytes=${offset}-${length === undefined ? '' : offset + length - 1}`;
+    const relayed = await this.relay(Key, Range);
+    if (relayed) return relayed;
     try {
       const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key, Range }));
       return (out.Body as Readable | undefined) ?? Readable.from([]);
@@ -251,6 +260,25 @@ export class S3Driver implements StorageDriver {
       }
       throw new S3StorageError('GetObject', Key, err);
     }
+  }
+
+  /**
+   * The object's body on a socket of its own (s3-relay.ts), when the endpoint speaks plain HTTP
+   * and answers 200/206 with a length; undefined sends the caller to the SDK, which also gives
+   * every error its proper form.
+   */
+  private async relay(Key: string, range: string | undefined): Promise<Readable | undefined> {
+    if (this.relayable === false) return undefined;
+    let url: URL;
+    try {
+      url = new URL(await getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key }), { expiresIn: 15 * 60 }));
+    } catch {
+      return undefined;
+    }
+    this.relayable = url.protocol === 'http:';
+    if (!this.relayable) return undefined;
+    const answer = await relayGet(url, { range, connectTimeoutMs: this.connectionTimeout, idleTimeoutMs: this.socketTimeout }).catch(() => undefined);
+    return answer?.body;
   }
 
   async writer(path: string): Promise<FileWriter> {

@@ -3,6 +3,8 @@
 // plus what only S3 shows: an independent client (minio) reads what landed, presigned
 // redirects, multipart copy, orphan uploads, errors, and a gateway that dies mid-upload.
 import { randomBytes } from 'node:crypto';
+import { createServer, get as httpGet } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import {
   AbortMultipartUploadCommand,
   CreateBucketCommand,
@@ -15,7 +17,7 @@ import {
 } from '@aws-sdk/client-s3';
 import * as Minio from 'minio';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PathNotFoundError } from '../../registry/storage/driver.ts';
+import { directSendOf, PathNotFoundError } from '../../registry/storage/driver.ts';
 import { S3Driver, S3StorageError, type S3DriverOptions } from '../../registry/storage/s3.ts';
 import { missingCephBinaries, startRgw } from '../services/rgw.ts';
 import { s3TestEnv } from '../services/s3-env.ts';
@@ -257,6 +259,53 @@ if (!env) {
         await w2.write(content);
         await w2.commit();
         expectSameBytes(await driver.getContent('/blobs/big'), content);
+
+        // Reading, both ways a relayed body is used, when the gateway dies in the middle: each
+        // fails promptly with an error, neither ends as if the body were whole.
+        const bigger = randomBytes(48 * MiB);
+        const w3 = await driver.writer('/blobs/bigger');
+        await w3.write(bigger);
+        await w3.commit();
+        const streamed = await driver.reader('/blobs/bigger');
+        const sent = await driver.reader('/blobs/bigger');
+        const sendTo = directSendOf(sent);
+        expect(sendTo, 'a plain-HTTP endpoint relays bodies').toBeDefined();
+        const senderDone = new Promise<Error | undefined>((resolve) => {
+          const server = createServer((_req, res) => {
+            res.writeHead(200, { 'content-length': String(bigger.length) });
+            sendTo!(res, (err) => {
+              server.close();
+              resolve(err);
+            });
+          }).listen(0, '127.0.0.1');
+          server.once('listening', () => {
+            const port = (server.address() as AddressInfo).port;
+            const request = httpGet({ host: '127.0.0.1', port, path: '/' }, (res) => {
+              res.once('data', () => res.pause()); // take a little, then nothing: the relay waits
+              res.on('error', () => undefined);
+            });
+            request.on('error', () => undefined);
+          });
+        });
+        const pieces = streamed[Symbol.asyncIterator]();
+        let got = ((await pieces.next()).value as Buffer).length;
+        await new Promise((resolve) => setTimeout(resolve, 300)); // the sender is under way too
+        await rgw.stopGateway();
+        const t1 = Date.now();
+        const streamErr = await (async () => {
+          for (;;) {
+            const r = await pieces.next();
+            if (r.done) return new Error(`ended as whole after ${got} bytes`);
+            got += (r.value as Buffer).length;
+          }
+        })().catch((e: unknown) => e as Error);
+        expect(streamErr.message).not.toMatch(/ended as whole/);
+        expect(got).toBeLessThan(bigger.length);
+        const sendErr = await senderDone;
+        expect(sendErr?.message).toBeDefined();
+        expect(Date.now() - t1).toBeLessThan(10_000);
+        console.log(`fault: gateway down mid-read: stream reader failed with "${streamErr.message}", sender with "${sendErr?.message}"`);
+        await rgw.startGateway();
       } finally {
         driver.destroy();
         faultAdmin.destroy();
