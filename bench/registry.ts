@@ -3,7 +3,8 @@
 //   1. push and pull throughput with skopeo, on fs storage and on Ceph RGW (S3), a fresh storage
 //      (directory or bucket) and a fresh server process each round, the two registries alternated,
 //      with the CPU time each server used, and skopeo copying oci: to oci: (no registry at all)
-//      each round: the client's own floor;
+//      each round: the client's own floor; then every blob fetched at once by one curl to
+//      /dev/null, which measures the registry without skopeo's own costs;
 //   2. manifest GET latency (p50, p99) with 64 concurrent keep-alive clients, fs storage;
 //   3. the vztpl server's RSS under that load (peak of VmRSS sampled every 50 ms, and VmHWM).
 // Both registries run as processes on 127.0.0.1 with their log at level info, to a file.
@@ -109,9 +110,12 @@ async function cleanup(): Promise<void> {
 interface Side {
   push: number[];
   pull: number[];
-  /** CPU seconds the server used for each push and pull. */
+  /** Every blob fetched with one curl, all at once, to /dev/null: the registry without skopeo's costs. */
+  blobs: number[];
+  /** CPU seconds the server used for each push, pull and curl fetch. */
   pushCpu: number[];
   pullCpu: number[];
+  blobsCpu: number[];
   /** Pulled manifests whose digest differs from the layout's (skopeo converted something). */
   changed: number;
 }
@@ -159,14 +163,18 @@ async function throughputRound(layout: Layout, kind: Kind, storage: 'fs' | 'rgw'
     const c1 = cpuSeconds(server.pid);
     const pull = await skopeoPull(layout, server, out);
     const c2 = cpuSeconds(server.pid);
+    const blobs = await runChecked('curl (every blob at once)', 'curl', ['-sfL', '--parallel', '--parallel-max', '8', ...layout.blobs.flatMap((b) => ['-o', '/dev/null', `${server.url}/v2/${REPOSITORY}/blobs/${b.digest}`])], { env });
+    const c3 = cpuSeconds(server.pid);
     side.pushCpu.push(c1 - c0);
     side.pullCpu.push(c2 - c1);
+    side.blobsCpu.push(c3 - c2);
+    side.blobs.push(blobs.ms);
     const same = readLayout(out).manifestDigest === layout.manifestDigest;
     if (!same) side.changed++;
     side.push.push(push.ms);
     side.pull.push(pull.ms);
     say(
-      `${label}  ${NAMES[kind].padEnd(12)}  push ${secs(push.ms)} ${mbps(layout.bytes, push.ms).toFixed(0).padStart(4)} MB/s (server CPU ${(c1 - c0).toFixed(2)} s)   pull ${secs(pull.ms)} ${mbps(layout.bytes, pull.ms).toFixed(0).padStart(4)} MB/s (server CPU ${(c2 - c1).toFixed(2)} s)${same ? '' : '  (pulled manifest differs)'}`,
+      `${label}  ${NAMES[kind].padEnd(12)}  push ${secs(push.ms)} ${mbps(layout.bytes, push.ms).toFixed(0).padStart(4)} MB/s (server CPU ${(c1 - c0).toFixed(2)} s)   pull ${secs(pull.ms)} ${mbps(layout.bytes, pull.ms).toFixed(0).padStart(4)} MB/s (server CPU ${(c2 - c1).toFixed(2)} s)   curl ${secs(blobs.ms)} (server CPU ${(c3 - c2).toFixed(2)} s)${same ? '' : '  (pulled manifest differs)'}`,
     );
   } finally {
     await server.stop();
@@ -175,7 +183,7 @@ async function throughputRound(layout: Layout, kind: Kind, storage: 'fs' | 'rgw'
   }
 }
 
-const emptySide = (): Side => ({ push: [], pull: [], pushCpu: [], pullCpu: [], changed: 0 });
+const emptySide = (): Side => ({ push: [], pull: [], blobs: [], pushCpu: [], pullCpu: [], blobsCpu: [], changed: 0 });
 
 /** skopeo copy oci: -> oci:, no registry: what the client itself needs to read, write and verify the blobs. */
 async function floorRound(layout: Layout): Promise<number> {
@@ -201,7 +209,7 @@ async function throughput(layout: Layout): Promise<Throughput> {
       floor.push(await floorRound(layout));
       say(`${storage.padEnd(3)} ${r}/${ROUNDS}      skopeo oci: -> oci: (no registry)  ${secs(floor.at(-1)!)} ${mbps(layout.bytes, floor.at(-1)!).toFixed(0).padStart(4)} MB/s`);
     }
-    for (const what of ['push', 'pull'] as const) {
+    for (const what of ['push', 'pull', 'blobs'] as const) {
       const a = median(sides.vztpl[what]);
       const b = median(sides.distribution[what]);
       say(`${storage} ${what}: vztpl ${mbps(layout.bytes, a).toFixed(0)} MB/s, Distribution ${mbps(layout.bytes, b).toFixed(0)} MB/s: vztpl/Distribution ${ratio(b, a)}`);
@@ -359,15 +367,17 @@ async function main(): Promise<void> {
   const rows: string[][] = [];
   const MB = (msTaken: number) => `${mbps(layout.bytes, msTaken).toFixed(0)} MB/s`;
   for (const [storage, sides] of Object.entries(t?.storages ?? {})) {
-    for (const what of ['push', 'pull'] as const) {
+    for (const what of ['push', 'pull', 'blobs'] as const) {
       const a = median(sides.vztpl[what]);
       const b = median(sides.distribution[what]);
-      const cpu = (s: Side) => `server CPU ${(median(what === 'push' ? s.pushCpu : s.pullCpu)).toFixed(2)} s`;
-      rows.push([`${what} ${storage}, vztpl serve (median of ${sides.vztpl[what].length})`, MB(a), '', `${secs(a)}; ${list(sides.vztpl[what])}; ${cpu(sides.vztpl)}`]);
-      rows.push([`${what} ${storage}, Distribution (median of ${sides.distribution[what].length})`, MB(b), '', `${secs(b)}; ${list(sides.distribution[what])}; ${cpu(sides.distribution)}`]);
+      const cpu = (s: Side) => `server CPU ${median(s[`${what}Cpu`]).toFixed(2)} s`;
+      const name = what === 'blobs' ? `every blob with one curl, at once (no skopeo), ${storage}` : `${what} ${storage}`;
+      rows.push([`${name}, vztpl serve (median of ${sides.vztpl[what].length})`, MB(a), '', `${secs(a)}; ${list(sides.vztpl[what])}; ${cpu(sides.vztpl)}`]);
+      rows.push([`${name}, Distribution (median of ${sides.distribution[what].length})`, MB(b), '', `${secs(b)}; ${list(sides.distribution[what])}; ${cpu(sides.distribution)}`]);
       const r = b / a;
       const changed = sides.vztpl.changed + sides.distribution.changed;
-      rows.push([`${what} ${storage} throughput vztpl / Distribution`, `${r.toFixed(2)}x`, `>= 1.2x: ${r >= 1.2 ? 'met' : 'NOT met'}`, what === 'pull' && changed ? `${changed} pulled manifests differed from the pushed one` : '']);
+      const goal = what === 'blobs' ? '(information)' : `>= 1.2x: ${r >= 1.2 ? 'met' : 'NOT met'}`;
+      rows.push([`${name} throughput vztpl / Distribution`, `${r.toFixed(2)}x`, goal, what === 'pull' && changed ? `${changed} pulled manifests differed from the pushed one` : '']);
     }
   }
   if (t?.floor.length) {

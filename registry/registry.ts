@@ -30,7 +30,10 @@ export class Registry {
   async registerRepository(repo: string): Promise<void> {
     const registered = await this.driver.stat(repositoryIndexPath(repo)).then(
       () => true,
-      () => false,
+      (err: unknown) => {
+        if (isNotFound(err)) return false;
+        throw err;
+      },
     );
     if (!registered) await this.driver.putContent(repositoryIndexPath(repo), Buffer.from(repo), { ifNotExists: true });
   }

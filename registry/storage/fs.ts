@@ -31,7 +31,6 @@ import {
   readFileSync,
   renameSync,
   rmdirSync,
-  rmSync,
   statSync,
   unlinkSync,
   write,
@@ -315,7 +314,7 @@ export class FsDriver implements StorageDriver {
       throw err;
     }
     if (st.isDirectory()) {
-      // Disappear at once, then remove.
+      // Disappear at once, then remove at leisure.
       this.init();
       const trash = join(this.tmp, `${Date.now()}-${randomBytes(8).toString('hex')}.del`);
       try {
@@ -325,7 +324,8 @@ export class FsDriver implements StorageDriver {
         throw err;
       }
       await fsyncDirs([dirname(p)]).catch(() => {});
-      rmSync(trash, { recursive: true, force: true });
+      // On the thread pool: an upload's directory can hold gigabytes.
+      await rm(trash, { recursive: true, force: true });
     } else {
       try {
         unlinkSync(p);

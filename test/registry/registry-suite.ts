@@ -317,6 +317,12 @@ export function registrySuite(name: string, make: () => Promise<RegistryStorage>
       expectOciError(await req(a.url, 'PUT', withDigest(l2, other.digest)), 404, 'BLOB_UPLOAD_UNKNOWN');
       expectOciError(await req(a.url, 'DELETE', l2), 404, 'BLOB_UPLOAD_UNKNOWN');
       expect((await req(a.url, 'HEAD', `/v2/${r}/blobs/${other.digest}`)).status).toBe(404);
+
+      // a state a crash cut short (it is written without fsync) is an unknown upload, not a 500
+      const l3 = await startUpload(a.url, r);
+      await a.driver.putContent(paths.uploadState(r, l3.split('/').pop()!), Buffer.from('{"id":"'));
+      expectOciError(await req(a.url, 'PATCH', l3, { headers: OCTET, body: other.bytes }), 404, 'BLOB_UPLOAD_UNKNOWN');
+      expectOciError(await req(b.url, 'GET', l3), 404, 'BLOB_UPLOAD_UNKNOWN');
     });
 
     it('cross-repository mount: 201 when the source has the blob, 202 (an upload) when it does not', async () => {
