@@ -5,7 +5,7 @@
 // File operations are synchronous: a create is a few dozen small metadata operations in a
 // short-lived process with nothing to overlap them with, and async calls would add a thread-pool
 // round trip each and the fs/promises module load to the provisioning path.
-import { fs } from '../common/builtins.ts';
+import { fs, namesIn } from '../common/builtins.ts';
 import { join } from 'node:path';
 import { spawnQuiet } from '../common/spawn.ts';
 import { sweepDeadPidEntries } from '../common/pids.ts';
@@ -236,14 +236,8 @@ export async function readContainer(store: Store, ctid: string): Promise<Contain
 
 export async function listContainers(store: Store): Promise<Array<ContainerRecord & { mounted: boolean }>> {
   const out: Array<ContainerRecord & { mounted: boolean }> = [];
-  let names: string[];
-  try {
-    names = fs.readdirSync(store.containersDir());
-  } catch {
-    names = [];
-  }
   const mounted = mountPoints();
-  for (const name of names) {
+  for (const name of namesIn(store.containersDir())) {
     if (name.startsWith('.')) continue;
     const record = await readContainer(store, name).catch(() => undefined);
     if (!record) continue;

@@ -8,7 +8,7 @@
 // prune that started before the hold was written is waited for, and a hold written before the
 // prune read the holds is honoured. The hold of a process that died counts for nothing.
 import { join } from 'node:path';
-import { fs } from '../common/builtins.ts';
+import { fs, namesIn } from '../common/builtins.ts';
 import { lockExclusive } from '../common/lock.ts';
 import { sweepDeadPidEntries } from '../common/pids.ts';
 import type { Digest } from '../format/digest.ts';
@@ -68,13 +68,7 @@ export function sweepDeadHolds(store: Store): void {
 export function liveHolds(store: Store): { layers: Set<Digest>; blobs: Set<Digest> } {
   const out = { layers: new Set<Digest>(), blobs: new Set<Digest>() };
   const dir = join(store.root, 'locks');
-  let names: string[];
-  try {
-    names = fs.readdirSync(dir);
-  } catch {
-    return out;
-  }
-  for (const name of names) {
+  for (const name of namesIn(dir)) {
     if (!HOLD_RE.test(name)) continue;
     let held: Held;
     try {

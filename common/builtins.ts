@@ -5,3 +5,12 @@
 // of a `vztpl create` that takes tens. Other modules import builtins the usual way.
 export const fs = process.getBuiltinModule('node:fs');
 export const util = process.getBuiltinModule('node:util');
+
+/** The names in `dir`, or none when it cannot be read (missing: nothing was put there yet). */
+export function namesIn(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+}

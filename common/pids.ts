@@ -1,6 +1,6 @@
 // Liveness of other vztpl processes on this host, for locks and for sweeping what a killed
 // process left behind (entries named with the owner's pid).
-import { fs } from './builtins.ts';
+import { fs, namesIn } from './builtins.ts';
 import { join } from 'node:path';
 
 export function pidAlive(pid: number): boolean {
@@ -18,13 +18,7 @@ export function pidAlive(pid: number): boolean {
  */
 export function sweepDeadPidEntries(dir: string, pidOf: (name: string) => number | undefined): string[] {
   const removed: string[] = [];
-  let names: string[];
-  try {
-    names = fs.readdirSync(dir);
-  } catch {
-    return removed;
-  }
-  for (const name of names) {
+  for (const name of namesIn(dir)) {
     const pid = pidOf(name);
     if (!pid || pid === process.pid || pidAlive(pid)) continue;
     // Synchronous: leftovers are rare, and the common case (nothing to remove) then costs one

@@ -20,7 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { directSendOf, PathNotFoundError } from '../../registry/storage/driver.ts';
 import { S3Driver, S3StorageError, type S3DriverOptions } from '../../registry/storage/s3.ts';
 import { missingCephBinaries, startRgw } from '../services/rgw.ts';
-import { s3TestEnv } from '../services/s3-env.ts';
+import { s3TestEnv, testDriverOptions } from '../services/s3-env.ts';
 import { adminClient, emptyPrefix, listUploads } from '../services/s3-admin.ts';
 import { driverSuite, expectSameBytes, readAll } from './driver-suite.ts';
 
@@ -35,13 +35,7 @@ if (!env) {
   const bucket = `vztpl-drv-${randomBytes(4).toString('hex')}`;
   const admin = adminClient(env);
   let n = 0;
-  const base: S3DriverOptions = {
-    bucket,
-    endpoint: env.endpoint,
-    region: env.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: env.accessKeyId, secretAccessKey: env.secretAccessKey },
-  };
+  const base = testDriverOptions(env, bucket);
 
   beforeAll(async () => {
     await admin.send(new CreateBucketCommand({ Bucket: bucket }));
@@ -210,17 +204,7 @@ if (!env) {
       const rgw = await startRgw();
       const faultAdmin = adminClient(rgw);
       const Bucket = 'fault';
-      const driver = new S3Driver({
-        bucket: Bucket,
-        endpoint: rgw.endpoint,
-        region: rgw.region,
-        forcePathStyle: true,
-        credentials: { accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey },
-        partSize: 5 * MiB,
-        maxAttempts: 2,
-        connectionTimeout: 1000,
-        socketTimeout: 5000,
-      });
+      const driver = new S3Driver(testDriverOptions(rgw, Bucket, { partSize: 5 * MiB, maxAttempts: 2, connectionTimeout: 1000, socketTimeout: 5000 }));
       try {
         await faultAdmin.send(new CreateBucketCommand({ Bucket }));
         const content = randomBytes(16 * MiB);

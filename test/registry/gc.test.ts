@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient } from '../../format/client.ts';
 import { sha256, type Digest } from '../../format/digest.ts';
@@ -16,7 +16,8 @@ import type { StorageDriver } from '../../registry/storage/driver.ts';
 import { FsDriver } from '../../registry/storage/fs.ts';
 import { S3Driver } from '../../registry/storage/s3.ts';
 import { paths } from '../../registry/store/paths.ts';
-import { s3TestEnv } from '../services/s3-env.ts';
+import { adminClient } from '../services/s3-admin.ts';
+import { s3TestEnv, testDriverOptions } from '../services/s3-env.ts';
 
 interface Image {
   repo: string;
@@ -171,10 +172,9 @@ const s3 = s3TestEnv();
 if (s3) {
   gcSuite('s3', async () => {
     const bucket = `vztpl-gc-${randomBytes(4).toString('hex')}`;
-    const credentials = { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey };
-    const admin = new S3Client({ endpoint: s3.endpoint, region: s3.region, forcePathStyle: true, credentials });
+    const admin = adminClient(s3);
     await admin.send(new CreateBucketCommand({ Bucket: bucket }));
-    const driver = new S3Driver({ bucket, prefix: 'registry', endpoint: s3.endpoint, region: s3.region, forcePathStyle: true, credentials });
+    const driver = new S3Driver(testDriverOptions(s3, bucket, { prefix: 'registry' }));
     return {
       driver,
       cleanup: async () => {

@@ -16,7 +16,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MediaType } from '../../format/oci.ts';
-import { S3Driver, type S3DriverOptions } from '../../registry/storage/s3.ts';
+import { S3Driver } from '../../registry/storage/s3.ts';
 import {
   digestOf,
   errorOf,
@@ -31,7 +31,7 @@ import {
   type Res,
 } from '../helpers/registry-env.ts';
 import { missingCephBinaries, startRgw } from '../services/rgw.ts';
-import { s3TestEnv } from '../services/s3-env.ts';
+import { s3TestEnv, testDriverOptions } from '../services/s3-env.ts';
 import { adminClient, emptyPrefix } from '../services/s3-admin.ts';
 import { registrySuite } from './registry-suite.ts';
 
@@ -51,16 +51,8 @@ if (!env) {
     const prefix = `registry-${randomBytes(3).toString('hex')}`;
     await admin.send(new CreateBucketCommand({ Bucket }));
     const drivers: S3Driver[] = [];
-    const opts: S3DriverOptions = {
-      bucket: Bucket,
-      prefix,
-      endpoint: env.endpoint,
-      region: env.region,
-      forcePathStyle: true,
-      credentials: { accessKeyId: env.accessKeyId, secretAccessKey: env.secretAccessKey },
-      // small parts, so the suite's larger blobs go through multipart uploads too
-      partSize: 5 * MiB,
-    };
+    // small parts, so the suite's larger blobs go through multipart uploads too
+    const opts = testDriverOptions(env, Bucket, { prefix, partSize: 5 * MiB });
     return {
       driver: () => {
         const d = new S3Driver(opts);
@@ -85,18 +77,9 @@ if (!env) {
       const rgw = await startRgw();
       const faultAdmin = adminClient(rgw);
       const Bucket = 'fault';
-      const driver = new S3Driver({
-        bucket: Bucket,
-        prefix: 'registry',
-        endpoint: rgw.endpoint,
-        region: rgw.region,
-        forcePathStyle: true,
-        credentials: { accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey },
-        partSize: 5 * MiB,
-        maxAttempts: 2,
-        connectionTimeout: 1000,
-        socketTimeout: 5000,
-      });
+      const driver = new S3Driver(
+        testDriverOptions(rgw, Bucket, { prefix: 'registry', partSize: 5 * MiB, maxAttempts: 2, connectionTimeout: 1000, socketTimeout: 5000 }),
+      );
       const reg = await startRegistry(driver);
       try {
         await faultAdmin.send(new CreateBucketCommand({ Bucket }));

@@ -2,6 +2,7 @@
 // A test file that needs S3 calls s3TestEnv() at module level: the call is also the marker the
 // global setup looks for before it starts a server at all.
 import { inject } from 'vitest';
+import type { S3DriverOptions } from '../../registry/storage/s3.ts';
 
 export interface S3TestEnv {
   endpoint: string;
@@ -37,4 +38,20 @@ export function s3TestEnv(): S3TestEnv | undefined {
   if (info.failed) throw new Error(`S3 test server failed to start: ${info.reason}`);
   if (process.env.CI === 'true') throw new Error(`S3 test server unavailable in CI: ${info.reason}`);
   return undefined;
+}
+
+/** The S3 driver's options for `bucket` on a test server (the run's, or a fault test's own RGW). */
+export function testDriverOptions(
+  server: Pick<S3TestEnv, 'endpoint' | 'region' | 'accessKeyId' | 'secretAccessKey'>,
+  bucket: string,
+  more: Partial<S3DriverOptions> = {},
+): S3DriverOptions {
+  return {
+    bucket,
+    endpoint: server.endpoint,
+    region: server.region,
+    forcePathStyle: true,
+    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
+    ...more,
+  };
 }
