@@ -51,11 +51,12 @@ export class ManifestStore {
 
   /** `reference` is a tag or a digest. */
   async get(repo: string, reference: string): Promise<StoredManifest> {
-    const digest = isDigest(reference) ? reference : await this.resolveTag(repo, reference);
+    const byTag = !isDigest(reference);
+    const digest = byTag ? await this.resolveTag(repo, reference) : reference;
     if (!digest) throw new OciError('MANIFEST_UNKNOWN', `manifest unknown: ${repo}:${reference}`, { reference });
     let mediaType: string;
     try {
-      mediaType = await this.revisionMediaType(repo, digest);
+      mediaType = await this.revisionMediaType(repo, digest, byTag);
     } catch (err) {
       if (isNotFound(err)) throw new OciError('MANIFEST_UNKNOWN', `manifest unknown: ${repo}@${digest}`, { reference });
       throw err;
@@ -65,14 +66,16 @@ export class ManifestStore {
 
   /**
    * The media type a manifest was pushed with, from its revision link, whose existence says the
-   * repository has it. The type is remembered (put() forgets it when it rewrites the link); the
-   * existence is checked every time, with a stat where the type is known.
+   * repository has it. The type is remembered (put() forgets it when it rewrites the link). The
+   * existence is checked with a stat where the type is known, except behind a tag (`viaTag`): a
+   * revision is written before any tag names it and deleted after its tags, so a tag that
+   * names it says it is there.
    */
-  private async revisionMediaType(repo: string, digest: Digest): Promise<string> {
+  private async revisionMediaType(repo: string, digest: Digest, viaTag = false): Promise<string> {
     const path = paths.manifestRevisionLink(repo, digest);
     const known = this.mediaTypes.get(path);
     if (known !== undefined) {
-      await this.driver.stat(path);
+      if (!viaTag) await this.driver.stat(path);
       return known;
     }
     const mediaType = (await this.driver.getContent(path)).toString('utf8').split('\n')[1] ?? '';
