@@ -250,7 +250,8 @@ export async function v2Routes(app: FastifyInstance, opts: V2Options): Promise<v
     if (!range) {
       reply.header('Content-Length', info.size);
       if (req.method === 'HEAD') return reply.send();
-      return sendBody(reply, await registry.blobs.open(digest));
+      // With its length: a driver may choose how to read by size.
+      return sendBody(reply, await registry.blobs.open(digest, 0, info.size));
     }
     const length = range.end - range.start + 1;
     reply.code(206).header('Content-Range', `bytes ${range.start}-${range.end}/${info.size}`).header('Content-Length', length);

@@ -48,6 +48,8 @@ import { relayGet } from './s3-relay.ts';
 import { Serial } from './serial.ts';
 
 const MiB = 1024 * 1024;
+/** Reads of this many bytes or more (or of a whole object) are relayed (s3-relay.ts). */
+const RELAY_MIN = MiB;
 const GiB = 1024 * MiB;
 const MIN_PART = 5 * MiB;
 const MAX_PARTS = 10_000;
@@ -245,7 +247,8 @@ export class S3Driver implements StorageDriver {
       return Readable.from([]);
     }
     const Range = offset === 0 && length === undefined ? undefined : `bytes=${offset}-${length === undefined ? '' : offset + length - 1}`;
-    const relayed = await this.relay(Key, Range);
+    // Small reads stay on the SDK's kept-alive connections: a relay opens a connection each time.
+    const relayed = length === undefined || length >= RELAY_MIN ? await this.relay(Key, Range) : undefined;
     if (relayed) return relayed;
     try {
       const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key, Range }));
