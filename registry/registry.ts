@@ -28,14 +28,7 @@ export class Registry {
 
   /** Records that a repository exists, for the catalog (one small object per repository). */
   async registerRepository(repo: string): Promise<void> {
-    const registered = await this.driver.stat(repositoryIndexPath(repo)).then(
-      () => true,
-      (err: unknown) => {
-        if (isNotFound(err)) return false;
-        throw err;
-      },
-    );
-    if (!registered) await this.driver.putContent(repositoryIndexPath(repo), Buffer.from(repo), { ifNotExists: true });
+    await this.driver.putContent(repositoryIndexPath(repo), Buffer.from(repo), { ifNotExists: true });
   }
 
   async repositories(): Promise<string[]> {

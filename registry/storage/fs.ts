@@ -167,6 +167,9 @@ export class FsDriver implements StorageDriver {
 
   async putContent(path: string, content: Buffer, opts: WriteOptions & { ifNotExists?: boolean } = {}): Promise<boolean> {
     const p = this.full(path);
+    // Create-only onto something already there: refused before a temp file is written and
+    // fsynced (the exclusive link below still decides any race).
+    if (opts.ifNotExists && existsQuietly(p)) return false;
     const durable = opts.durable !== false;
     const tmp = this.tempFile();
     let placed = false;

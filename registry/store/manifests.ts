@@ -85,8 +85,8 @@ export class ManifestStore {
   }
 
   /**
-   * A manifest's bytes never change for its digest, so they are kept in memory (bounded); the
-   * revision link, which says whether the repository still has it, is read every time.
+   * A manifest's bytes never change for its digest, so they are kept in memory (bounded);
+   * whether the repository still has it is for the caller to check (revisionMediaType).
    */
   private async content(digest: Digest): Promise<Buffer> {
     const cached = this.cache.get(digest);
