@@ -26,18 +26,13 @@ export interface RelayOptions {
   idleTimeoutMs: number;
 }
 
-/** The response head, and the body as a relay; a status other than 200/206 comes with no body. */
-export interface RelayResponse {
-  status: number;
-  body?: RelayBody;
-}
-
 /**
- * GETs `url` (http:) on a connection of its own. Resolves with the head once it has arrived;
- * rejects if the connection fails, or the answer has no Content-Length (a chunked body is not
- * relayed: the caller asks the SDK instead).
+ * GETs `url` (http:) on a connection of its own. Once the head has arrived, resolves with the
+ * body as a relay, or with undefined for a status other than 200/206; rejects if the connection
+ * fails, or the answer has no Content-Length (a chunked body is not relayed). Either way the
+ * caller asks the SDK instead, which gives errors their usual form.
  */
-export function relayGet(url: URL, opts: RelayOptions): Promise<RelayResponse> {
+export function relayGet(url: URL, opts: RelayOptions): Promise<RelayBody | undefined> {
   return new Promise((resolve, reject) => {
     const relay = new RelayBody();
     relay.start(url, opts, resolve, reject);
@@ -62,10 +57,10 @@ export class RelayBody extends Readable {
   private done: ((err?: Error) => void) | undefined;
   private inFlight = 0;
   private paused = false;
-  private settle: ((r: RelayResponse) => void) | undefined;
+  private settle: ((body: RelayBody | undefined) => void) | undefined;
   private fail: ((err: Error) => void) | undefined;
 
-  start(url: URL, opts: RelayOptions, resolve: (r: RelayResponse) => void, reject: (err: Error) => void): void {
+  start(url: URL, opts: RelayOptions, resolve: (body: RelayBody | undefined) => void, reject: (err: Error) => void): void {
     this.settle = resolve;
     this.fail = reject;
     const request =
@@ -136,7 +131,7 @@ export class RelayBody extends Readable {
       this.settle = undefined;
       this.fail = undefined;
       this.socket.destroy();
-      settle?.({ status });
+      settle?.(undefined);
       return false;
     }
     if (!Number.isSafeInteger(length) || length < 0 || /chunked/i.test(headers.get('transfer-encoding') ?? '')) {
@@ -152,7 +147,7 @@ export class RelayBody extends Readable {
     const settle = this.settle;
     this.settle = undefined;
     this.fail = undefined;
-    settle?.({ status, body: this });
+    settle?.(this);
     return false; // until a consumer comes
   }
 

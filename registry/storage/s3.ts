@@ -280,8 +280,7 @@ export class S3Driver implements StorageDriver {
     }
     this.relayable = url.protocol === 'http:';
     if (!this.relayable) return undefined;
-    const answer = await relayGet(url, { range, connectTimeoutMs: this.connectionTimeout, idleTimeoutMs: this.socketTimeout }).catch(() => undefined);
-    return answer?.body;
+    return relayGet(url, { range, connectTimeoutMs: this.connectionTimeout, idleTimeoutMs: this.socketTimeout }).catch(() => undefined);
   }
 
   async writer(path: string): Promise<FileWriter> {
