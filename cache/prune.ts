@@ -88,9 +88,7 @@ async function pruneHeld(store: Store, maxBytes: number): Promise<PruneReport> {
     const bytes = await layerBytes(d);
     // The info file goes first: without it the layer counts as absent, never as half there.
     await rm(store.layerInfoPath(d), { force: true });
-    const doomed = join(store.tmpDir(), `prune-${process.pid}-${d.slice(7, 19)}`);
-    await rename(store.layerDir(d), doomed).catch(() => undefined);
-    await rm(doomed, { recursive: true, force: true });
+    await removeLayerDir(store, d);
     report.removedLayers.push(d);
     report.freedBytes += bytes;
   }
@@ -98,9 +96,7 @@ async function pruneHeld(store: Store, maxBytes: number): Promise<PruneReport> {
   // rename into place and the info file (they count as absent; the space is freed here).
   for (const d of await orphanLayerDirs(store)) {
     if (pinned.has(d)) continue;
-    const doomed = join(store.tmpDir(), `prune-${process.pid}-${d.slice(7, 19)}`);
-    await rename(store.layerDir(d), doomed).catch(() => undefined);
-    await rm(doomed, { recursive: true, force: true });
+    await removeLayerDir(store, d);
   }
   // The blobs of the removed templates (their compressed layers are as large as the rest).
   const blobs = join(store.root, 'blobs', 'sha256');
@@ -113,6 +109,13 @@ async function pruneHeld(store: Store, maxBytes: number): Promise<PruneReport> {
   }
   report.totalBytes = await total();
   return report;
+}
+
+/** Moves a layer's directory out of the layers at once, then deletes it. */
+async function removeLayerDir(store: Store, d: Digest): Promise<void> {
+  const doomed = join(store.tmpDir(), `prune-${process.pid}-${d.slice(7, 19)}`);
+  await rename(store.layerDir(d), doomed).catch(() => undefined);
+  await rm(doomed, { recursive: true, force: true });
 }
 
 async function orphanLayerDirs(store: Store): Promise<Digest[]> {
