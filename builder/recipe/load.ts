@@ -6,7 +6,9 @@ import path from 'node:path';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
 import { UsageError } from '../../common/errors.ts';
-import { recipeSchema, templateName, type LoadedRecipe, type Recipe } from './schema.ts';
+import { closest } from './nearest.ts';
+import { debianTools, recipeSchema, templateName, type LoadedRecipe, type Recipe } from './schema.ts';
+import { archives, suitePattern, suiteProblem } from './suites.ts';
 
 /** One problem in a recipe file. Lines and columns count from 1. */
 export interface RecipeIssue {
@@ -74,9 +76,27 @@ function analyze(text: string, display: string): Analysis {
     return { source, data: undefined, issues: [issue] };
   }
   const result = recipeSchema.safeParse(data, { error: errorMap });
-  if (result.success) return { source, data, recipe: result.data, issues: [] };
-  const issues = result.error.issues.flatMap((iss) => zodIssueToRecipeIssues(iss, source));
-  return { source, data, issues: sortIssues(issues) };
+  const schemaIssues = result.success ? [] : result.error.issues.flatMap((iss) => zodIssueToRecipeIssues(iss, source));
+  const issues = sortIssues([...schemaIssues, ...checkSuite(data, source)]);
+  return { source, data, recipe: result.success ? result.data : undefined, issues };
+}
+
+/**
+ * A Debian or Ubuntu suite must be one the bootstrappers know for the mirror's distribution
+ * (suites.ts): bookwrom, or jammy on a Debian mirror, would fail only at build time, on a 404.
+ * Works on the raw data, so that it is reported with the schema's problems, and tells a mirror
+ * the recipe names from the default one. A suite the schema refuses is left to the schema.
+ */
+function checkSuite(data: unknown, source: Source): RecipeIssue[] {
+  const bootstrap = isRecord(data) && isRecord(data['bootstrap']) ? data['bootstrap'] : undefined;
+  if (!bootstrap || !(debianTools as readonly unknown[]).includes(bootstrap['tool'])) return [];
+  const { suite, mirror } = bootstrap;
+  if (typeof suite !== 'string' || !suitePattern.test(suite)) return [];
+  // A mirror that is not a string is the schema's to report; its distribution is then unknown.
+  const problem = mirror === undefined ? suiteProblem(suite, archives.debian.mirror, false) : suiteProblem(suite, typeof mirror === 'string' ? mirror : '', true);
+  if (problem === undefined) return [];
+  const where: PathKey[] = ['bootstrap', 'suite'];
+  return [{ ...locate(source, where, 'value'), field: formatPath(where), message: problem }];
 }
 
 function yamlMessage(code: string, message: string): string {
@@ -383,29 +403,4 @@ function describe(v: unknown): string {
   if (typeof v === 'object') return 'a mapping';
   if (typeof v === 'string') return JSON.stringify(v);
   return `the ${typeof v} ${String(v)}`;
-}
-
-function closest(word: string, candidates: string[]): string | undefined {
-  let best: string | undefined;
-  let bestDistance = Math.max(1, Math.floor(word.length / 3));
-  for (const c of candidates) {
-    const d = editDistance(word.toLowerCase(), c.toLowerCase());
-    if (d <= bestDistance && (best === undefined || d < editDistance(word, best))) {
-      best = c;
-      bestDistance = d;
-    }
-  }
-  return best;
-}
-
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const row = [i];
-    for (let j = 1; j <= b.length; j++) {
-      row[j] = Math.min((prev[j] ?? 0) + 1, (row[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = row;
-  }
-  return prev[b.length] ?? 0;
 }

@@ -10,6 +10,7 @@
 // Every field error therefore carries its exact path (steps[2].copy.mode), which the loader
 // (load.ts) turns into file:line:column.
 import { z } from 'zod';
+import { archives, suitePattern } from './suites.ts';
 
 export const architectures = ['x86_64', 'aarch64', 'i386', 'ppc64le', 's390x'] as const;
 export type Architecture = (typeof architectures)[number];
@@ -53,9 +54,12 @@ export const rpmTools = ['dnf', 'yum'] as const;
 
 const debianBootstrap = z.strictObject({
   tool: z.enum(debianTools),
-  /** Debian or Ubuntu codename: bookworm, noble, ... */
-  suite: z.string().regex(/^[a-z][a-z0-9-]*$/, 'must be a codename such as bookworm'),
-  mirror: z.string().url().default('http://deb.debian.org/debian'),
+  /**
+   * Debian or Ubuntu codename: bookworm, noble, ... The loader (load.ts) also checks that the
+   * bootstrappers know it for the mirror's distribution (suites.ts): that needs the host.
+   */
+  suite: z.string().regex(suitePattern, 'must be a codename such as bookworm'),
+  mirror: z.string().url().default(archives.debian.mirror),
   variant: z.enum(['minbase', 'buildd', 'standard', 'important', 'essential', 'apt', 'required']).default('minbase'),
   components: z.array(z.string().regex(/^[a-z][a-z0-9-]*$/, 'must be an archive component such as main')).min(1).default(['main']),
   packages: z.array(packageName).default([]),
