@@ -15,6 +15,22 @@ const storage = z
   .string()
   .regex(/^(fs:.+|s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?)$/, 'must be fs:DIR or s3://BUCKET[/PREFIX]');
 
+/** Bounds on what password checks (scrypt, ~100 ms of a core each) may cost: auth.limits. */
+export const authLimitsSchema = z.strictObject({
+  /** Failed logins allowed per client address (IPv6: per /64) before 429; regained over `window`. */
+  failuresPerAddress: z.number().int().min(1).max(10_000).default(10),
+  /** Failed logins allowed per user name (from addresses that have not logged in as it). */
+  failuresPerUser: z.number().int().min(1).max(10_000).default(20),
+  /** Seconds over which a full allowance of failures is regained (steadily). */
+  window: z.number().int().min(1).max(86_400).default(60),
+  /** Password checks run at once: each takes a thread-pool thread, which file I/O also needs. */
+  checkConcurrency: z.number().int().min(1).max(16).default(1),
+  /** Password checks that may wait; beyond, 503 at once. */
+  checkQueue: z.number().int().min(0).max(10_000).default(32),
+  /** Seconds a successful check is remembered (a keyed hash, dropped when the users file changes). */
+  cacheTtl: z.number().int().min(0).max(3600).default(60),
+});
+
 export const configSchema = z.strictObject({
   listen: listen.default('127.0.0.1:5000'),
   storage: storage.default('fs:/var/lib/vztpl/registry'),
@@ -44,9 +60,10 @@ export const configSchema = z.strictObject({
       secret: z.string().min(32, 'must be at least 32 characters').optional(),
       /** URL of the token endpoint in challenges; default: from the request's Host, + /token. */
       realm: z.string().url().optional(),
+      limits: authLimitsSchema.prefault({}),
     })
     .refine((a) => !a.enabled || a.usersFile, { message: 'auth.enabled needs auth.usersFile (create it with vztpl user add)', path: ['usersFile'] })
-    .default({ enabled: false, anonymousPull: true, tokenTtl: 300 }),
+    .prefault({}),
 });
 
 export type RegistryConfig = z.infer<typeof configSchema>;
@@ -68,6 +85,12 @@ const ENV: Record<string, { path: string[]; type: 'string' | 'boolean' | 'number
   VZTPL_AUTH_TOKEN_TTL: { path: ['auth', 'tokenTtl'], type: 'number' },
   VZTPL_AUTH_SECRET: { path: ['auth', 'secret'], type: 'string' },
   VZTPL_AUTH_REALM: { path: ['auth', 'realm'], type: 'string' },
+  VZTPL_AUTH_FAILURES_PER_ADDRESS: { path: ['auth', 'limits', 'failuresPerAddress'], type: 'number' },
+  VZTPL_AUTH_FAILURES_PER_USER: { path: ['auth', 'limits', 'failuresPerUser'], type: 'number' },
+  VZTPL_AUTH_FAILURE_WINDOW: { path: ['auth', 'limits', 'window'], type: 'number' },
+  VZTPL_AUTH_CHECK_CONCURRENCY: { path: ['auth', 'limits', 'checkConcurrency'], type: 'number' },
+  VZTPL_AUTH_CHECK_QUEUE: { path: ['auth', 'limits', 'checkQueue'], type: 'number' },
+  VZTPL_AUTH_CACHE_TTL: { path: ['auth', 'limits', 'cacheTtl'], type: 'number' },
 };
 
 function set(target: Record<string, unknown>, path: string[], value: unknown): void {

@@ -3,11 +3,13 @@
 import { access, constants } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { UsageError } from '../../common/errors.ts';
-import type { RegistryConfig } from '../config.ts';
+import { authLimitsSchema, type RegistryConfig } from '../config.ts';
+import type { AuthLimits } from './guard.ts';
 import { loadOrCreateSecret, secretPathFor } from './secret.ts';
 import { UsersStore } from './users.ts';
 
-export type AuthConfig = RegistryConfig['auth'];
+/** The `auth` settings; `limits` (or any of them) may be left out by in-process callers: defaults. */
+export type AuthConfig = Omit<RegistryConfig['auth'], 'limits'> & { limits?: Partial<AuthLimits> };
 
 export interface AuthRuntime {
   anonymousPull: boolean;
@@ -16,6 +18,7 @@ export interface AuthRuntime {
   tokenTtl: number;
   /** Token endpoint URL for challenges; derived from each request's Host when unset. */
   realm?: string;
+  limits: AuthLimits;
 }
 
 interface Log {
@@ -41,5 +44,8 @@ async function prepare(config: AuthConfig, log: Log): Promise<AuthRuntime> {
   await users.load();
   if (users.size === 0) log.warn(`auth: no users in ${config.usersFile} yet (add some with "vztpl user add"): only anonymous access works`);
   const secret = config.secret ? Buffer.from(config.secret, 'utf8') : await loadOrCreateSecret(secretPathFor(config.usersFile), log.warn);
-  return { anonymousPull: config.anonymousPull, users, secret, tokenTtl: config.tokenTtl, realm: config.realm };
+  const limits = authLimitsSchema.parse(config.limits ?? {});
+  const pool = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+  if (limits.checkConcurrency >= pool) log.warn(`auth.limits.checkConcurrency ${limits.checkConcurrency} takes the whole thread pool (${pool} threads, UV_THREADPOOL_SIZE): file I/O will wait behind password checks`);
+  return { anonymousPull: config.anonymousPull, users, secret, tokenTtl: config.tokenTtl, realm: config.realm, limits };
 }

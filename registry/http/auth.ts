@@ -10,13 +10,13 @@
 //   GET /v2/ answers 401 to anonymous callers even when anonymous pull is on, so that clients
 //   (podman, skopeo, docker) take the token route.
 // - GET /api/v1/templates (search) lists only templates the caller may pull.
-import { createHmac, randomBytes } from 'node:crypto';
+// - Basic credentials (here and on /token) go through PasswordGuard (auth/guard.ts): too many
+//   failed logins get 429, too many checks waiting 503, both with Retry-After and no check.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AuthRuntime } from '../auth/setup.ts';
 import { allowedActions, formatScope, grant, holds, parseScopes, type Access, type Principal } from '../auth/policy.ts';
-import { verifyPassword } from '../auth/password.ts';
+import { PasswordGuard, type CheckResult } from '../auth/guard.ts';
 import { passwordFingerprint, SERVICE, signToken, verifyToken, type TokenClaims } from '../auth/token.ts';
-import type { CompiledUser } from '../auth/users.ts';
 import { OciError } from '../errors.ts';
 import { matchRoute } from './v2.ts';
 
@@ -34,7 +34,13 @@ type Need =
   | { kind: 'access'; access: Access[]; mount?: { from: string } }
   | { kind: 'search' };
 
-type Failure = { status: 401; reason: string; scope?: Access[]; error?: 'invalid_token' | 'insufficient_scope' } | { status: 403; reason: string; access: Access[] };
+type Failure =
+  | { status: 401; reason: string; scope?: Access[]; error?: 'invalid_token' | 'insufficient_scope' }
+  | { status: 403; reason: string; access: Access[] }
+  /** Refused before any password check: too many failed logins (429) or checks waiting (503). */
+  | { status: 429; reason: string; retryAfter: number }
+  | { status: 503; reason: string; retryAfter: number };
+type Refusal = Extract<Failure, { status: 429 | 503 }>;
 
 /** What a /v2/ or /api/v1/ request needs, or undefined for requests left to the routes (404s). */
 export function requiredAccess(req: FastifyRequest): Need | undefined {
@@ -61,26 +67,6 @@ export function requiredAccess(req: FastifyRequest): Need | undefined {
   return undefined;
 }
 
-/** Caches successful Basic checks briefly (scrypt is deliberately slow), keyed by a keyed hash. */
-class CredentialCache {
-  private readonly key = randomBytes(32);
-  private readonly entries = new Map<string, { hash: string; expires: number }>();
-  private digest(name: string, password: string): string {
-    return createHmac('sha256', this.key).update(`${name}\0${password}`).digest('base64');
-  }
-  has(user: CompiledUser, password: string): boolean {
-    const e = this.entries.get(this.digest(user.name, password));
-    return !!e && e.hash === user.password && e.expires > Date.now();
-  }
-  add(user: CompiledUser, password: string): void {
-    if (this.entries.size >= 1000) this.entries.clear();
-    this.entries.set(this.digest(user.name, password), { hash: user.password, expires: Date.now() + 60_000 });
-  }
-  clear(): void {
-    this.entries.clear();
-  }
-}
-
 function parseBasic(value: string): { name: string; password: string } | undefined {
   const decoded = Buffer.from(value.trim(), 'base64').toString('utf8');
   const colon = decoded.indexOf(':');
@@ -94,8 +80,8 @@ function quote(value: string): string {
 
 async function authPlugin(app: FastifyInstance, auth: AuthRuntime): Promise<void> {
   const policy = { anonymousPull: auth.anonymousPull };
-  const credentials = new CredentialCache();
-  auth.users.onChange = () => credentials.clear();
+  const guard = new PasswordGuard(auth.limits);
+  auth.users.onChange = () => guard.usersChanged();
   const identities = new WeakMap<FastifyRequest, Identity>();
 
   function realm(req: FastifyRequest): string {
@@ -104,14 +90,10 @@ async function authPlugin(app: FastifyInstance, auth: AuthRuntime): Promise<void
     return `${req.protocol}://${host}/token`;
   }
 
-  async function checkBasic(value: string): Promise<CompiledUser | undefined> {
+  async function checkBasic(req: FastifyRequest, value: string): Promise<CheckResult> {
     const creds = parseBasic(value);
-    if (!creds) return undefined;
-    const user = await auth.users.get(creds.name);
-    if (user && credentials.has(user, creds.password)) return user;
-    if (!(await verifyPassword(creds.password, user?.password)) || !user) return undefined;
-    credentials.add(user, creds.password);
-    return user;
+    if (!creds) return { ok: false, kind: 'invalid' };
+    return guard.check(creds.name, creds.password, req.ip, (name) => auth.users.get(name), req.log);
   }
 
   /** Who is calling; a Failure for credentials that do not check out. */
@@ -122,9 +104,9 @@ async function authPlugin(app: FastifyInstance, auth: AuthRuntime): Promise<void
     const scheme = (space === -1 ? header : header.slice(0, space)).toLowerCase();
     const value = space === -1 ? '' : header.slice(space + 1).trim();
     if (scheme === 'basic') {
-      const user = await checkBasic(value);
-      if (!user) return { status: 401, reason: 'invalid username or password' };
-      return { principal: { kind: 'user', user }, via: 'basic' };
+      const checked = await checkBasic(req, value);
+      if (!checked.ok) return checked.kind === 'invalid' ? { status: 401, reason: 'invalid username or password' } : refusal(checked);
+      return { principal: { kind: 'user', user: checked.user }, via: 'basic' };
     }
     if (scheme === 'bearer') {
       const verified = verifyToken(auth.secret, value);
@@ -136,6 +118,11 @@ async function authPlugin(app: FastifyInstance, auth: AuthRuntime): Promise<void
       return { principal: { kind: 'user', user }, via: 'token', access: claims.access };
     }
     return { status: 401, reason: `unsupported authorization scheme ${scheme}` };
+  }
+
+  function refusal(checked: Extract<CheckResult, { kind: 'limited' | 'busy' }>): Refusal {
+    if (checked.kind === 'busy') return { status: 503, reason: 'too many logins being checked; retry later', retryAfter: checked.retryAfter };
+    return { status: 429, reason: `too many failed logins ${checked.by === 'address' ? 'from this address' : 'for this user'}; retry later`, retryAfter: checked.retryAfter };
   }
 
   /** undefined when `identity` may do all of `needed`. */
@@ -162,6 +149,7 @@ async function authPlugin(app: FastifyInstance, auth: AuthRuntime): Promise<void
 
   function fail(req: FastifyRequest, reply: FastifyReply, failure: Failure): FastifyReply {
     if (req.url.startsWith('/v2')) reply.header('Docker-Distribution-API-Version', 'registry/2.0');
+    if (failure.status === 429 || failure.status === 503) return refuse(reply, failure);
     if (failure.status === 403) {
       req.log.info({ audit: 'access-denied', access: failure.access.map(formatScope) }, 'access denied');
       const detail = failure.access.map((a) => ({ Type: a.type, Name: a.name, Action: a.actions.join(',') }));
@@ -172,6 +160,11 @@ async function authPlugin(app: FastifyInstance, auth: AuthRuntime): Promise<void
     if (failure.error) challenge += `,error=${quote(failure.error)}`;
     const detail = failure.scope?.map((a) => ({ Type: a.type, Name: a.name, Action: a.actions.join(',') }));
     return reply.code(401).header('WWW-Authenticate', challenge).header('Content-Type', 'application/json').send(new OciError('UNAUTHORIZED', failure.reason, detail).body());
+  }
+
+  function refuse(reply: FastifyReply, failure: Refusal): FastifyReply {
+    const error = new OciError(failure.status === 429 ? 'TOOMANYREQUESTS' : 'UNAVAILABLE', failure.reason, { retryAfter: failure.retryAfter });
+    return reply.code(failure.status).header('Retry-After', String(failure.retryAfter)).header('Content-Type', 'application/json').send(error.body());
   }
 
   app.addHook('onRequest', async (req, reply) => {
@@ -209,15 +202,15 @@ async function authPlugin(app: FastifyInstance, auth: AuthRuntime): Promise<void
     let principal: Principal = { kind: 'anonymous' };
     if (header) {
       const m = /^basic\s+(.*)$/i.exec(header);
-      const user = m ? await checkBasic(m[1]!) : undefined;
-      if (!user) {
-        req.log.info({ audit: 'login-failed' }, 'token request with bad credentials');
+      const checked: CheckResult = m ? await checkBasic(req, m[1]!) : { ok: false, kind: 'invalid' };
+      if (!checked.ok && checked.kind !== 'invalid') return refuse(reply, refusal(checked));
+      if (!checked.ok) {
         return reply
           .code(401)
           .header('WWW-Authenticate', `Basic realm=${quote(SERVICE)}`)
           .send(new OciError('UNAUTHORIZED', m ? 'invalid username or password' : 'the token endpoint takes Basic credentials').body());
       }
-      principal = { kind: 'user', user };
+      principal = { kind: 'user', user: checked.user };
     }
     const q = req.query as Record<string, string | string[] | undefined>;
     const requested = parseScopes(q.scope);

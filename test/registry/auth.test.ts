@@ -3,12 +3,14 @@
 // against it: skopeo, podman (login + pull) and vztpl (login + push). The fs driver in temp
 // directories; registries in-process on 127.0.0.1; real clients only when installed.
 import { spawn } from 'node:child_process';
+import { Agent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { pino } from 'pino';
 import { pack as tarPack } from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient } from '../../format/client.ts';
@@ -21,7 +23,9 @@ import { parseScopes } from '../../registry/auth/policy.ts';
 import { secretPathFor } from '../../registry/auth/secret.ts';
 import { signToken } from '../../registry/auth/token.ts';
 import { serializeUsers, type User } from '../../registry/auth/users.ts';
-import { loadConfig, type RegistryConfig } from '../../registry/config.ts';
+import { addressKey, PasswordGuard } from '../../registry/auth/guard.ts';
+import type { AuthConfig } from '../../registry/auth/setup.ts';
+import { loadConfig } from '../../registry/config.ts';
 import { buildServer } from '../../registry/server.ts';
 import { FsDriver } from '../../registry/storage/fs.ts';
 
@@ -130,10 +134,11 @@ interface Running {
   close: () => Promise<void>;
 }
 
-async function start(root: string, auth: Partial<RegistryConfig['auth']> & { usersFile?: string }): Promise<Running> {
+async function start(root: string, auth: Partial<AuthConfig>, opts: { log?: string[] } = {}): Promise<Running> {
   const { app } = await buildServer({
     driver: new FsDriver({ root }),
     auth: { enabled: true, anonymousPull: true, tokenTtl: 300, ...auth },
+    ...(opts.log ? { loggerInstance: pino({ level: 'warn' }, { write: (line: string) => void opts.log!.push(line) }) } : {}),
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const port = (app.server.address() as { port: number }).port;
@@ -549,10 +554,22 @@ describe('configuration', () => {
     const c = await loadConfig({
       env: { VZTPL_AUTH_ENABLED: 'true', VZTPL_AUTH_ANONYMOUS_PULL: 'false', VZTPL_AUTH_USERS_FILE: '/etc/vztpl/users.yaml', VZTPL_AUTH_TOKEN_TTL: '600', VZTPL_AUTH_REALM: 'https://r.example/token' },
     });
-    expect(c.auth).toEqual({ enabled: true, anonymousPull: false, usersFile: '/etc/vztpl/users.yaml', tokenTtl: 600, realm: 'https://r.example/token' });
-    expect((await loadConfig({ env: {} })).auth).toEqual({ enabled: false, anonymousPull: true, tokenTtl: 300 });
+    const limits = { failuresPerAddress: 10, failuresPerUser: 20, window: 60, checkConcurrency: 1, checkQueue: 32, cacheTtl: 60 };
+    expect(c.auth).toEqual({ enabled: true, anonymousPull: false, usersFile: '/etc/vztpl/users.yaml', tokenTtl: 600, realm: 'https://r.example/token', limits });
+    expect((await loadConfig({ env: {} })).auth).toEqual({ enabled: false, anonymousPull: true, tokenTtl: 300, limits });
     await expect(loadConfig({ env: { VZTPL_AUTH_ENABLED: '1' } })).rejects.toThrow(/auth\.usersFile.*needs auth\.usersFile/s);
     await expect(loadConfig({ env: { VZTPL_AUTH_SECRET: 'short' } })).rejects.toThrow(/auth\.secret.*VZTPL_AUTH_SECRET.*at least 32/s);
+  });
+
+  it('reads the password-check limits from the config file and VZTPL_AUTH_*, variables winning', async () => {
+    const file = join(dir, 'limits.yaml');
+    await writeFile(file, 'auth:\n  limits:\n    failuresPerAddress: 3\n    window: 5\n    cacheTtl: 0\n');
+    const c = await loadConfig({ file, env: { VZTPL_AUTH_FAILURE_WINDOW: '30', VZTPL_AUTH_FAILURES_PER_USER: '7', VZTPL_AUTH_CHECK_CONCURRENCY: '2', VZTPL_AUTH_CHECK_QUEUE: '0', VZTPL_AUTH_CACHE_TTL: '5' } });
+    expect(c.auth.limits).toEqual({ failuresPerAddress: 3, failuresPerUser: 7, window: 30, checkConcurrency: 2, checkQueue: 0, cacheTtl: 5 });
+    await expect(loadConfig({ env: { VZTPL_AUTH_CHECK_CONCURRENCY: '0' } })).rejects.toThrow(/auth\.limits\.checkConcurrency \(from environment variable VZTPL_AUTH_CHECK_CONCURRENCY\)/);
+    await expect(loadConfig({ env: { VZTPL_AUTH_FAILURES_PER_ADDRESS: 'many' } })).rejects.toThrow(/VZTPL_AUTH_FAILURES_PER_ADDRESS=many: must be a whole number/);
+    await writeFile(file, 'auth:\n  limits:\n    failures: 3\n');
+    await expect(loadConfig({ file })).rejects.toThrow(/auth\.limits.*config file.*failures/s);
   });
 
   it('uses a configured realm in challenges, and leaves the registry open when auth is off', async () => {
