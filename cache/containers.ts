@@ -79,6 +79,19 @@ function paths(store: Store, ctid: string) {
   return { dir, upper: join(dir, 'upper'), work: join(dir, 'work'), rootfs: join(dir, 'rootfs'), record: join(dir, 'container.json'), bundle: join(dir, 'config.json') };
 }
 
+/** The template a create was about to use went away (a prune won the race): pick or pull again. */
+export class TemplateGoneError extends VztplError {
+  constructor(template: TemplateRef, what: string) {
+    super(`template ${template.name}:${template.version} is no longer cached (${what}): pull it again`, ExitCode.notFound);
+  }
+}
+
+/**
+ * Creates a container whole or not at all: its tree, identity, record and bundle are made in a
+ * staging directory that is renamed into place, and the root is mounted after that (a container
+ * found unmounted is mounted when used, as after a reboot). A killed create leaves only the
+ * staging directory, which the next command that sweeps removes.
+ */
 export async function createContainer(opts: CreateOptions): Promise<ContainerRecord> {
   const { store, ctid, template } = opts;
   checkCtid(ctid);
@@ -89,16 +102,14 @@ export async function createContainer(opts: CreateOptions): Promise<ContainerRec
   const lock = await lockExclusive(store.lockPath(`ct-${ctid}`));
   let hold: Hold | undefined;
   try {
-    // Held until the container's record names the layers: a prune meanwhile leaves them alone.
-    hold = await holdForUse(store, { layers: template.layers.map((l) => l.diffId), blobs: [] });
-    for (const l of template.layers) {
-      if (!(await store.hasLayer(l.diffId))) throw new VztplError(`template ${template.name}:${template.version} is missing layer ${l.diffId}: pull it again`, ExitCode.notFound);
-    }
-    // Staging dirs of creates and destroys whose process died (they hold no mounts).
-    sweepDeadPidEntries(store.containersDir(), (name) => Number(/^\..+\.(?:creating|destroying)-(\d+)$/.exec(name)?.[1]) || undefined);
-    // Built beside, renamed into place: a failed create leaves no container behind.
-    const staging = join(store.containersDir(), `.${ctid}.creating-${process.pid}`);
+    sweepContainerLeftovers(store);
     if (exists(p.dir)) throw new VztplError(`container ${ctid} exists already (vztpl destroy ${ctid} first)`, ExitCode.conflict);
+    // Held until the container's record names the template: a prune meanwhile keeps it whole
+    // (its reference, blobs and layers), and one that ran before is seen in what is missing.
+    hold = await holdForUse(store, { layers: template.layers.map((l) => l.diffId), blobs: [template.manifestDigest, template.configDigest, ...template.layers.map((l) => l.digest)] });
+    if (!store.hasRef(template)) throw new TemplateGoneError(template, 'its reference was pruned');
+    for (const l of template.layers) if (!(await store.hasLayer(l.diffId))) throw new TemplateGoneError(template, `layer ${l.diffId} is missing`);
+    const staging = join(store.containersDir(), `.${ctid}.creating-${process.pid}`);
     fs.rmSync(staging, { recursive: true, force: true });
     const s = { upper: join(staging, 'upper'), work: join(staging, 'work'), rootfs: join(staging, 'rootfs') };
     const record: ContainerRecord = {
@@ -114,8 +125,10 @@ export async function createContainer(opts: CreateOptions): Promise<ContainerRec
       if (layout === 'overlay') {
         fs.mkdirSync(s.upper);
         fs.mkdirSync(s.work);
+        personalizeUpper(join(store.root, 'layers', 'sha256'), record.layers, s.upper, hostname);
       } else {
         await privateCopy(store, record.layers, s.rootfs, layout);
+        personalize(s.rootfs, hostname);
       }
       fs.writeFileSync(join(staging, 'container.json'), JSON.stringify(record, null, 1));
       fs.writeFileSync(join(staging, 'config.json'), JSON.stringify(bundleConfig({ rootfs: p.rootfs, hostname, args: template.cmd, env: template.env }), null, 1));
@@ -124,19 +137,24 @@ export async function createContainer(opts: CreateOptions): Promise<ContainerRec
       fs.rmSync(staging, { recursive: true, force: true });
       throw err;
     }
-    try {
-      // Freshly made: nothing can be mounted there yet.
-      if (layout === 'overlay') mountOverlay(overlaySpec(store, record));
-      personalize(p.rootfs, hostname);
-    } catch (err) {
-      await destroyContainer(store, ctid).catch(() => undefined);
-      throw err;
+    if (layout === 'overlay') {
+      try {
+        mountOverlay(overlaySpec(store, record));
+      } catch (err) {
+        removeContainer(store, ctid);
+        throw err;
+      }
     }
     return record;
   } finally {
     hold?.release();
     lock.release();
   }
+}
+
+/** Staging trees of creates and destroys whose process died (they hold no mounts). */
+export function sweepContainerLeftovers(store: Store): void {
+  sweepDeadPidEntries(store.containersDir(), (name) => Number(/^\..+\.(?:creating|destroying)-(\d+)$/.exec(name)?.[1]) || undefined);
 }
 
 /**
@@ -225,6 +243,30 @@ function personalize(rootfs: string, hostname: string): void {
   writeInRoot(rootfs, 'etc/machine-id', `${randomHex(16)}\n`, 0o444);
 }
 
+/**
+ * The identity written into an overlay container's upper dir before anything is mounted, so
+ * that the container is complete the moment it exists. The upper /etc takes the attributes of
+ * the template's /etc (the topmost layer that has it), as overlayfs's own copy-up would.
+ */
+function personalizeUpper(layersDir: string, layers: readonly Digest[], upper: string, hostname: string): void {
+  let etc: ReturnType<typeof lstatOrUndefined>;
+  for (const layer of [...layers].reverse()) {
+    etc = lstatOrUndefined(join(layersDir, digestHex(layer), 'etc'));
+    if (!etc) continue;
+    // A whiteout (char 0/0) deletes /etc from the layers below.
+    if (etc.isCharacterDevice() && etc.rdev === 0) etc = undefined;
+    else if (!etc.isDirectory()) throw new VztplError("the template's /etc is not a directory");
+    break;
+  }
+  if (!etc) throw new VztplError('the template has no /etc directory');
+  const dir = join(upper, 'etc');
+  fs.mkdirSync(dir);
+  fs.chownSync(dir, etc.uid, etc.gid);
+  fs.chmodSync(dir, etc.mode & 0o7777);
+  personalize(upper, hostname);
+  fs.utimesSync(dir, etc.atime, etc.mtime);
+}
+
 export async function readContainer(store: Store, ctid: string): Promise<ContainerRecord> {
   checkCtid(ctid);
   try {
@@ -235,6 +277,7 @@ export async function readContainer(store: Store, ctid: string): Promise<Contain
 }
 
 export async function listContainers(store: Store): Promise<Array<ContainerRecord & { mounted: boolean }>> {
+  sweepContainerLeftovers(store);
   const out: Array<ContainerRecord & { mounted: boolean }> = [];
   const mounted = mountPoints();
   for (const name of namesIn(store.containersDir())) {
@@ -248,18 +291,26 @@ export async function listContainers(store: Store): Promise<Array<ContainerRecor
 
 export async function destroyContainer(store: Store, ctid: string): Promise<void> {
   checkCtid(ctid);
-  const p = paths(store, ctid);
-  if (!exists(p.dir)) throw new VztplError(`no container ${ctid}`, ExitCode.notFound);
+  if (!exists(paths(store, ctid).dir)) throw new VztplError(`no container ${ctid}`, ExitCode.notFound);
   const lock = await lockExclusive(store.lockPath(`ct-${ctid}`));
   try {
-    if (isMounted(p.rootfs)) unmount(p.rootfs);
-    // Renamed away first, so a half-removed container is never listed.
-    const doomed = join(store.containersDir(), `.${ctid}.destroying-${process.pid}`);
-    fs.renameSync(p.dir, doomed);
-    fs.rmSync(doomed, { recursive: true, force: true });
+    sweepContainerLeftovers(store);
+    if (!exists(paths(store, ctid).dir)) throw new VztplError(`no container ${ctid}`, ExitCode.notFound);
+    removeContainer(store, ctid);
   } finally {
     lock.release();
   }
+}
+
+/** Unmounts and removes a container; the caller holds its lock. */
+function removeContainer(store: Store, ctid: string): void {
+  const p = paths(store, ctid);
+  if (isMounted(p.rootfs)) unmount(p.rootfs);
+  // Renamed away first, so a half-removed container is never listed; a killed destroy leaves
+  // only the renamed tree, which the next command that sweeps removes.
+  const doomed = join(store.containersDir(), `.${ctid}.destroying-${process.pid}`);
+  fs.renameSync(p.dir, doomed);
+  fs.rmSync(doomed, { recursive: true, force: true });
 }
 
 export function containerPaths(store: Store, ctid: string) {

@@ -9,7 +9,7 @@
 // prune read the holds is honoured. The hold of a process that died counts for nothing.
 import { join } from 'node:path';
 import { fs, namesIn } from '../common/builtins.ts';
-import { lockExclusive } from '../common/lock.ts';
+import { lockExclusive, lockTempOwner } from '../common/lock.ts';
 import { sweepDeadPidEntries } from '../common/pids.ts';
 import type { Digest } from '../format/digest.ts';
 import type { Store } from './store.ts';
@@ -56,9 +56,9 @@ export async function whilePruning<T>(store: Store, fn: () => Promise<T>): Promi
   }
 }
 
-/** Removes the holds of processes that are gone (a killed pull's). */
+/** Removes the holds, and the half-made lock files, of processes that are gone (a killed pull's). */
 export function sweepDeadHolds(store: Store): void {
-  sweepDeadPidEntries(join(store.root, 'locks'), (name) => Number(HOLD_RE.exec(name)?.[1]) || undefined);
+  sweepDeadPidEntries(join(store.root, 'locks'), (name) => Number(HOLD_RE.exec(name)?.[1]) || lockTempOwner(name));
 }
 
 /**

@@ -1,7 +1,9 @@
 // The host's settings: the store root and the default registry, from options, VZTPL_ROOT /
 // VZTPL_REGISTRY, or /etc/vztpl/host.yaml (`root:`, `registry:`), in that order.
+import { resolve } from 'node:path';
 import { fs } from '../common/builtins.ts';
 import { UsageError } from '../common/errors.ts';
+import { isDigest } from '../format/digest.ts';
 import { registryBaseURL, splitReference, splitRegistry } from '../format/reference.ts';
 import { DEFAULT_ROOT } from './store.ts';
 
@@ -27,13 +29,48 @@ function fileSettings(path: string): { root?: string; registry?: string } {
 export function hostSettings(flags: { root?: string; registry?: string }): { root: string; registry?: string } {
   const file = fileSettings(process.env.VZTPL_HOST_CONFIG ?? HOST_CONFIG);
   const root = flags.root ?? process.env.VZTPL_ROOT ?? file.root ?? DEFAULT_ROOT;
+  if (!root) throw new UsageError('the store root is empty (--root, VZTPL_ROOT or root: in the host config)');
   const registry = flags.registry ?? process.env.VZTPL_REGISTRY ?? file.registry;
-  return { root, registry: registry ? normalizeRegistry(registry) : undefined };
+  // Relative paths are the working directory's: resolved once, here, so that no later step
+  // (a mount run in another directory, a lock path) reads them differently.
+  return { root: resolve(root), registry: registry ? normalizeRegistry(registry) : undefined };
 }
 
-/** A registry setting as a base URL (oci:DIR stays as it is). */
+/** A registry setting as a base URL; oci:DIR as an absolute layout directory. */
 export function normalizeRegistry(value: string): string {
-  return value.startsWith('oci:') ? value.replace(/\/+$/, '') : registryBaseURL(value);
+  if (value.startsWith('oci:')) {
+    if (value.length === 4) throw new UsageError(`invalid registry ${JSON.stringify(value)}: oci: needs a directory`);
+    return `oci:${resolve(value.slice(4))}`;
+  }
+  const base = registryBaseURL(value);
+  let url: URL | undefined;
+  try {
+    url = new URL(base);
+  } catch {
+    url = undefined;
+  }
+  if (!url || !url.hostname || url.search || url.hash || url.username || url.password || (url.pathname !== '/' && url.pathname !== '')) {
+    throw new UsageError(`invalid registry ${JSON.stringify(value)}: give HOST[:PORT], http://HOST[:PORT] or https://HOST[:PORT]`);
+  }
+  return base;
+}
+
+/** OCI tag grammar: latest, versions, aliases and any other tag. */
+const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
+
+/**
+ * Refuses a version request that can never match: neither a tag, a digest, nor a semver range.
+ * The semver library is loaded only for what looks like a range (`^1.4`, `>=1 <2`).
+ */
+export async function checkTemplateRequest(req: TemplateRequest, given: string): Promise<void> {
+  const r = req.request;
+  if (r.startsWith('sha256:')) {
+    if (!isDigest(r)) throw new UsageError(`invalid digest ${JSON.stringify(r)} in ${JSON.stringify(given)}: expected sha256: and 64 hex digits`);
+    return;
+  }
+  if (TAG.test(r)) return;
+  const { isValidRange } = await import('../format/versions.ts');
+  if (!isValidRange(r)) throw new UsageError(`invalid version ${JSON.stringify(r)} in ${JSON.stringify(given)}: expected a version (1.2.3), a range (^1.4, ~12.2, >=1 <2), a tag or a digest`);
 }
 
 export interface TemplateRequest {
@@ -49,12 +86,12 @@ export function parseTemplateRequest(value: string): TemplateRequest {
   if (value.startsWith('oci:')) {
     const at = value.indexOf('@');
     const dir = at === -1 ? value.slice(4) : value.slice(4, at);
-    return { source: `oci:${dir}`, name: dir.split('/').filter(Boolean).pop() ?? dir, request: at === -1 ? 'latest' : value.slice(at + 1) };
+    return { source: normalizeRegistry(`oci:${dir}`), name: dir.split('/').filter(Boolean).pop() ?? dir, request: at === -1 ? 'latest' : value.slice(at + 1) };
   }
   const { registry: source, rest } = splitRegistry(value);
   const { name, reference } = splitReference(rest);
   const request = reference ?? 'latest';
   if (!/^[a-z0-9]+([._-][a-z0-9]+)*(\/[a-z0-9]+([._-][a-z0-9]+)*)*$/.test(name)) throw new UsageError(`invalid template name ${JSON.stringify(name)} in ${JSON.stringify(value)}`);
   if (!request) throw new UsageError(`empty version after "@" in ${JSON.stringify(value)}`);
-  return { source, name, request };
+  return { source: source === undefined ? undefined : normalizeRegistry(source), name, request };
 }

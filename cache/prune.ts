@@ -59,7 +59,8 @@ async function pruneHeld(store: Store, maxBytes: number): Promise<PruneReport> {
   const held = liveHolds(store);
   const containers = await listContainers(store);
   const pinned = new Set([...containers.flatMap((c) => c.layers), ...held.layers]);
-  const inUse = new Set(containers.map((c) => c.template.manifestDigest));
+  // A template is in use while a container was made from it or a create holds its manifest.
+  const inUse = new Set([...containers.map((c) => c.template.manifestDigest), ...held.blobs]);
   let refs = await store.refs();
   const report: PruneReport = { removedTemplates: [], removedLayers: [], removedBlobs: [], freedBytes: 0, totalBytes: 0 };
   const layerBytes = async (d: Digest) => (await store.layerInfo(d))?.bytes ?? 0;

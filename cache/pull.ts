@@ -13,6 +13,7 @@ import { sha256, isDigest, type Digest } from '../format/digest.ts';
 import { ociArchitecture, type ImageConfig } from '../format/oci.ts';
 import { acquire } from '../common/lock.ts';
 import { holdForUse, sweepDeadHolds } from './holds.ts';
+import { sweepContainerLeftovers } from './containers.ts';
 import { extractLayer, sweepStaleTemps } from './extract.ts';
 import type { TemplateSource } from './source.ts';
 import { Store, type LayerRecord, type TemplateRef } from './store.ts';
@@ -57,9 +58,13 @@ export async function pull(opts: PullOptions): Promise<TemplateRef> {
   }
 }
 
-/** Work killed pulls left behind: extraction temps beside the layers, blob temps in tmp/, holds. */
+/**
+ * Work killed commands left behind: extraction temps beside the layers, blob temps in tmp/,
+ * holds and half-written lock files, staging trees of creates and destroys.
+ */
 export async function sweepLeftovers(store: Store): Promise<void> {
   sweepDeadHolds(store);
+  sweepContainerLeftovers(store);
   await sweepStaleTemps(join(store.root, 'layers', 'sha256'));
   sweepDeadPidEntries(store.tmpDir(), (name) => Number(/^[a-z]+-(\d+)-/.exec(name)?.[1]) || undefined);
 }

@@ -11,7 +11,7 @@
 // provisioning path) would pay the fs/promises module load. Bulk data (layer blobs, extraction)
 // streams elsewhere.
 import { fs } from '../common/builtins.ts';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { digestHex, type Digest } from '../format/digest.ts';
 
 export const DEFAULT_ROOT = '/var/lib/vztpl';
@@ -52,7 +52,8 @@ export interface LayerInfo {
 export class Store {
   readonly root: string;
   constructor(root: string) {
-    this.root = root;
+    // Absolute, so that paths handed to programs run elsewhere (mount, cp) mean the same.
+    this.root = resolve(root);
   }
 
   blobPath(digest: Digest): string {
@@ -112,6 +113,10 @@ export class Store {
 
   async writeJson(path: string, value: unknown): Promise<void> {
     await this.writeFileAtomic(path, JSON.stringify(value, null, 1));
+  }
+
+  hasRef(ref: Pick<TemplateRef, 'source' | 'name' | 'version'>): boolean {
+    return fs.existsSync(this.refPath(ref.source, ref.name, ref.version));
   }
 
   async saveRef(ref: TemplateRef): Promise<void> {

@@ -1,6 +1,7 @@
 // What the host-side commands share: --root/--registry, the store, and template sources.
-import { ExitCode, VztplError } from '../common/errors.ts';
-import { hostSettings, parseTemplateRequest, type TemplateRequest } from '../cache/host-config.ts';
+import { fs } from '../common/builtins.ts';
+import { ExitCode, UsageError, VztplError } from '../common/errors.ts';
+import { checkTemplateRequest, hostSettings, parseTemplateRequest, type TemplateRequest } from '../cache/host-config.ts';
 import { Store } from '../cache/store.ts';
 
 export const HOST_OPTIONS = {
@@ -16,9 +17,19 @@ Global options:
                         /etc/vztpl/host.yaml registry:); any OCI registry works, or oci:DIR
       --json            NDJSON events on stdout`;
 
+/** The store the settings name; a root that exists but is no directory is refused (exit 2). */
 export function openStore(values: { root?: string; registry?: string }): { store: Store; registry?: string } {
   const settings = hostSettings(values);
+  const stat = fs.statSync(settings.root, { throwIfNoEntry: false });
+  if (stat && !stat.isDirectory()) throw new UsageError(`the store ${settings.root} is not a directory (--root, VZTPL_ROOT or root: in the host config)`);
   return { store: new Store(settings.root), registry: settings.registry };
+}
+
+/** A template request from the command line, refused (exit 2) when no version could match it. */
+export async function templateRequest(value: string): Promise<TemplateRequest> {
+  const req = parseTemplateRequest(value);
+  await checkTemplateRequest(req, value);
+  return req;
 }
 
 /** The source a template request names, or the default registry. */
@@ -31,7 +42,6 @@ export async function sourceFor(req: TemplateRequest, registry: string | undefin
   return new RegistrySource(id, new RegistryClient(id, { credentials: () => findCredentials(id) }));
 }
 
-export { parseTemplateRequest };
 
 export function emitter(json: boolean) {
   return (event: Record<string, unknown>) => {

@@ -2,7 +2,7 @@
 // vztpl: the command line. Each command lives in its own module, imported only when it runs,
 // so that a quick command (create, list) does not pay for the builder's or the server's imports.
 import module from 'node:module';
-import { ExitCode, VztplError } from '../common/errors.ts';
+import { ExitCode, UsageError, VztplError } from '../common/errors.ts';
 
 // Compiled code is cached on disk between runs: start-up matters for `create`.
 module.enableCompileCache?.();
@@ -32,14 +32,56 @@ const COMMANDS: Record<string, Command> = {
   export: { summary: 'flatten a template into one tarball for existing hosts (.tar.gz, .tar.xz, .tar.zst)', load: () => import('./commands/export.ts') },
 };
 
-const VERSION = '0.1.0';
+/** The version in the package's own package.json (beside dist/ when built, beside cli/ from source). */
+async function version(): Promise<string> {
+  const { readFileSync } = await import('node:fs');
+  for (const up of ['../package.json', '../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(up, import.meta.url), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'vztpl' && pkg.version) return pkg.version;
+    } catch {
+      // not this one
+    }
+  }
+  return 'unknown';
+}
+
+/**
+ * Options every command that has them takes, also before the command name (as git and podman
+ * allow): `vztpl --root DIR pull NAME`. The value says whether the option takes a value.
+ */
+const GLOBAL_OPTIONS: Record<string, boolean> = { '--root': true, '--registry': true, '--json': false };
+
+/**
+ * Splits leading global options from the command. They are handed to the command after its own
+ * arguments, before a `--` that ends them (exec's command line stays as it was given).
+ */
+function splitGlobals(argv: string[]): { name: string | undefined; rest: string[] } {
+  const globals: string[] = [];
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const option = arg.split('=')[0]!;
+    if (!(option in GLOBAL_OPTIONS)) break;
+    globals.push(arg);
+    if (GLOBAL_OPTIONS[option] && !arg.includes('=')) {
+      if (i + 1 >= argv.length) throw new UsageError(`option ${option} needs a value`);
+      globals.push(argv[++i]!);
+    }
+  }
+  const [name, ...rest] = argv.slice(i);
+  const end = rest.indexOf('--');
+  if (end === -1) rest.push(...globals);
+  else rest.splice(end, 0, ...globals);
+  return { name, rest };
+}
 
 function usage(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length));
   return [
     'vztpl: OS templates for OpenVZ-style hosts',
     '',
-    'Usage: vztpl <command> [options]',
+    'Usage: vztpl [--root DIR] [--registry URL] [--json] <command> [options]',
     '',
     'Commands:',
     ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
@@ -49,13 +91,13 @@ function usage(): string {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
+  const { name, rest } = splitGlobals(argv);
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(`${usage()}\n`);
     return name ? ExitCode.ok : ExitCode.usage;
   }
   if (name === '--version' || name === '-V') {
-    process.stdout.write(`${VERSION}\n`);
+    process.stdout.write(`${await version()}\n`);
     return ExitCode.ok;
   }
   const command = COMMANDS[name];
@@ -75,9 +117,19 @@ main(process.argv.slice(2)).then(
     if (err instanceof VztplError) {
       process.stderr.write(`vztpl: ${err.message}\n`);
       process.exitCode = err.exitCode;
+    } else if (isSystemError(err)) {
+      // The host refused an operation (a read-only or full disk, a path that is a file): the
+      // message names the call and the path; a stack would say nothing more to the user.
+      process.stderr.write(`vztpl: ${err.message}\n`);
+      process.exitCode = ExitCode.failure;
     } else {
       process.stderr.write(`vztpl: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
       process.exitCode = ExitCode.failure;
     }
   },
 );
+
+function isSystemError(err: unknown): err is NodeJS.ErrnoException {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return err instanceof Error && typeof code === 'string' && /^E[A-Z0-9]+$/.test(code) && typeof (err as NodeJS.ErrnoException).syscall === 'string';
+}

@@ -20,10 +20,10 @@ function parseSize(value: string): number {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const [sub, ...rest] = argv;
-  if (sub !== 'prune') throw new UsageError(`cache: unknown subcommand ${JSON.stringify(sub ?? '')}\n${HELP}`);
-  const args = parseCommandArgs('cache prune', rest, { ...HOST_OPTIONS, 'max-size': { type: 'string', default: '0' } }, HELP);
+  const args = parseCommandArgs('cache', argv, { ...HOST_OPTIONS, 'max-size': { type: 'string', default: '0' } }, HELP);
   if (!args) return 0;
+  const [sub, ...extra] = args.positionals;
+  if (sub !== 'prune' || extra.length) throw new UsageError(`cache: unknown subcommand ${JSON.stringify(args.positionals.join(' '))}\n${HELP}`);
   const { store } = openStore(args.values);
   const { prune } = await import('../../cache/prune.ts');
   const report = await prune(store, parseSize(args.values['max-size'] as string));

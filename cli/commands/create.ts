@@ -1,6 +1,6 @@
 import { UsageError } from '../../common/errors.ts';
 import { parseCommandArgs } from '../args.ts';
-import { emitter, HOST_HELP, HOST_OPTIONS, openStore, parseTemplateRequest, sourceFor } from '../host.ts';
+import { emitter, HOST_HELP, HOST_OPTIONS, openStore, sourceFor, templateRequest } from '../host.ts';
 
 const HELP = `
 Usage: vztpl create CTID --ostemplate [REGISTRY/]NAME[@RANGE] [--layout overlay|reflink|copy] [--hostname H]
@@ -27,20 +27,31 @@ export async function main(argv: string[]): Promise<number> {
   if (!args.values.ostemplate) throw new UsageError(`create: --ostemplate NAME is required\n${HELP}`);
   const layout = args.values.layout as string;
   if (layout !== 'overlay' && layout !== 'reflink' && layout !== 'copy') throw new UsageError(`create: --layout must be overlay, reflink or copy, not "${layout}"`);
-  const req = parseTemplateRequest(args.values.ostemplate);
+  const req = await templateRequest(args.values.ostemplate);
   const { store, registry } = openStore(args.values);
-  const { createContainer, pickCached, checkCtid } = await import('../../cache/containers.ts');
+  const { createContainer, pickCached, checkCtid, TemplateGoneError } = await import('../../cache/containers.ts');
   checkCtid(ctid);
   await store.init();
-  const refs = await store.refs();
-  let template = await pickCached(req.source ? refs.filter((r) => r.source === req.source) : refs, req.name, req.request);
-  if (!template) {
-    const { pull } = await import('../../cache/pull.ts');
-    template = await pull({ store, source: await sourceFor(req, registry), name: req.name, request: req.request, onEvent: emitter(args.values.json) });
-  } else {
-    await store.touchRef(template);
+  // A prune may remove the cached template between the pick and the create's hold on it: then
+  // the template is picked (or pulled) again.
+  let record;
+  for (let attempt = 1; ; attempt++) {
+    const refs = await store.refs();
+    let template = await pickCached(req.source ? refs.filter((r) => r.source === req.source) : refs, req.name, req.request);
+    if (!template) {
+      const { pull } = await import('../../cache/pull.ts');
+      template = await pull({ store, source: await sourceFor(req, registry), name: req.name, request: req.request, onEvent: emitter(args.values.json) });
+    } else {
+      await store.touchRef(template).catch(() => undefined);
+    }
+    try {
+      record = await createContainer({ store, ctid, template, layout, hostname: args.values.hostname });
+      break;
+    } catch (err) {
+      if (!(err instanceof TemplateGoneError) || attempt === 3) throw err;
+    }
   }
-  const record = await createContainer({ store, ctid, template, layout, hostname: args.values.hostname });
+  const { template } = record;
   if (args.values.json) emitter(true)({ event: 'created', ...record });
   else process.stdout.write(`created ${ctid} from ${template.name}:${template.version} (${layout}) at ${store.containerDir(ctid)}\n`);
   return 0;

@@ -1,7 +1,7 @@
 import { UsageError } from '../../common/errors.ts';
 import { formatBytes } from '../../common/progress.ts';
 import { parseCommandArgs } from '../args.ts';
-import { emitter, HOST_HELP, HOST_OPTIONS, openStore, parseTemplateRequest, sourceFor } from '../host.ts';
+import { emitter, HOST_HELP, HOST_OPTIONS, openStore, sourceFor, templateRequest } from '../host.ts';
 
 const HELP = `
 Usage: vztpl pull [REGISTRY/]NAME[@RANGE|@sha256:DIGEST] [options]
@@ -17,7 +17,7 @@ export async function main(argv: string[]): Promise<number> {
   if (!args) return 0;
   const [target, ...extra] = args.positionals;
   if (!target || extra.length) throw new UsageError(`pull: name one template\n${HELP}`);
-  const req = parseTemplateRequest(target);
+  const req = await templateRequest(target);
   const { store, registry } = openStore(args.values);
   const source = await sourceFor(req, registry);
   const { pull } = await import('../../cache/pull.ts');
