@@ -60,7 +60,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const source = sourceFor(plan.bootstrap);
   // Before anything runs: a missing host tool names the Debian package to install.
   requirePrograms(source.hostTools);
-  const cache = new StepCache(opts.cacheDir ?? process.env.VZTPL_CACHE_DIR ?? DEFAULT_CACHE_DIR);
+  // Absolute: steps run in other directories and namespaces, where a relative path means another place.
+  const cache = new StepCache(resolve(opts.cacheDir ?? process.env.VZTPL_CACHE_DIR ?? DEFAULT_CACHE_DIR));
   await cache.init();
   const out = resolve(opts.out ?? join('out', recipe.name));
 
