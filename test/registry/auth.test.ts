@@ -8,6 +8,7 @@ import { statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
@@ -595,6 +596,200 @@ describe('configuration', () => {
     await expect(buildServer({ driver: new FsDriver({ root: join(dir, 'store') }), auth: { enabled: true, anonymousPull: true, tokenTtl: 300, usersFile: bad } })).rejects.toThrow(
       /users\.0\.password: must be a scrypt hash/,
     );
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Password guessing: failed logins are limited per address and per user, checks are queued, and
+// none of it slows requests that need no password check.
+
+interface Answer {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+/** A keep-alive client whose connections come from `localAddress` (any 127/8 address on Linux). */
+function clientFrom(localAddress: string): { get: (url: string, authorization?: string) => Promise<Answer>; close: () => void } {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const get = (url: string, authorization?: string) =>
+    new Promise<Answer>((resolve, reject) => {
+      const req = httpRequest(url, { agent, localAddress, headers: authorization ? { authorization } : {} }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  return { get, close: () => agent.destroy() };
+}
+
+const errorCode = (a: Answer) => (JSON.parse(a.body) as { errors: Array<{ code: string }> }).errors[0]!.code;
+const tokenUrl = (r: Running) => `${r.url}/token?service=vztpl&scope=repository:acme/app:pull`;
+
+describe('password guessing', () => {
+  it('answers a flood of wrong passwords with 429 once over the limit, while token holders and other users are served', async () => {
+    const log: string[] = [];
+    const r = await start(join(dir, 'store'), { usersFile, anonymousPull: false, limits: { failuresPerAddress: 10, failuresPerUser: 20 } }, { log });
+    const holder = clientFrom('127.0.0.1');
+    const other = clientFrom('127.0.0.3');
+    const attackers = Array.from({ length: 16 }, () => clientFrom('127.0.0.2'));
+    try {
+      const bearer = `Bearer ${(await token(r, 'reader', ['repository:acme/app:pull'])).token!}`;
+      const manifest = `${r.url}/v2/acme/app/manifests/1.0.0`;
+      /** Manifests the token holder gets per second, one request at a time, for `ms`. */
+      const served = async (ms: number) => {
+        let n = 0;
+        const t0 = performance.now();
+        while (performance.now() - t0 < ms) {
+          const a = await holder.get(manifest, bearer);
+          expect(a.status).toBe(200);
+          n++;
+        }
+        return n / ((performance.now() - t0) / 1000);
+      };
+      await served(500);
+      const quiet = await served(1500);
+
+      // 16 connections from 127.0.0.2, 5 wrong passwords a second each, half on /token, half on /v2/.
+      const flood: Array<Answer & { on: 'token' | 'v2' }> = [];
+      let stop = false;
+      const floods = attackers.map(async (a, i) => {
+        const on = i % 2 ? 'v2' : 'token';
+        for (let n = 0; !stop; n++) {
+          const next = performance.now() + 200;
+          flood.push({ ...(await a.get(on === 'v2' ? `${r.url}/v2/` : tokenUrl(r), basic('reader', `guess-${i}-${n}`))), on });
+          await sleep(Math.max(0, next - performance.now()));
+        }
+      });
+      // Another user from another address logs in meanwhile, once the flood is over its limit.
+      const others = (async () => {
+        await sleep(1200);
+        return [await other.get(`${r.url}/v2/acme/app/tags/list`, basic('writer')), await other.get(tokenUrl(r), basic('writer'))];
+      })();
+      // Measured once the flood is steady: unguarded, the checks pile up on the thread pool by then.
+      await sleep(1000);
+      const during = await served(2500);
+      stop = true;
+      await Promise.all(floods);
+
+      for (const a of await others) expect(a.status, a.body).toBe(200);
+      const statuses = new Set(flood.map((a) => a.status));
+      expect([...statuses].sort()).toEqual([401, 429]);
+      // Checked: the address's allowance (10), plus what it regained meanwhile (1 per 6 s).
+      const checked = flood.filter((a) => a.status === 401).length;
+      expect(checked).toBeGreaterThanOrEqual(10);
+      expect(checked).toBeLessThanOrEqual(11);
+      const limited = flood.filter((a) => a.status === 429);
+      expect(limited.length).toBeGreaterThan(flood.length / 2);
+      expect(new Set(limited.map((a) => a.on))).toEqual(new Set(['token', 'v2']));
+      for (const a of limited) {
+        expect(errorCode(a)).toBe('TOOMANYREQUESTS');
+        expect(Number(a.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+        expect(Number(a.headers['retry-after'])).toBeLessThanOrEqual(6);
+      }
+      // The limited address gets nothing checked, not even a right password.
+      const fromFlooder = await attackers[0]!.get(`${r.url}/v2/`, basic('writer'));
+      expect(fromFlooder.status).toBe(429);
+      expect(JSON.parse(fromFlooder.body).errors[0].message).toMatch(/from this address/);
+
+      // Here the holder keeps about its quiet rate; with the limits out of the way (10,000
+      // failures, 4 checks at once) it got a third of it. Half: a margin for a shared 2-core
+      // machine. The strict p99 measurement is bench/auth-flood.ts.
+      expect(during, `quiet ${quiet.toFixed(0)}/s, during the flood ${during.toFixed(0)}/s`).toBeGreaterThan(quiet * 0.5);
+
+      // Each failed check logged once at warn with user and address; the passwords never.
+      const failures = log.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.audit === 'login-failed');
+      expect(failures).toHaveLength(checked);
+      for (const f of failures) expect(f).toMatchObject({ level: 40, user: 'reader', address: '127.0.0.2', why: 'wrong password' });
+      expect(log.join('\n')).not.toMatch(/guess-|writer-pw|reader-pw/);
+    } finally {
+      for (const c of [holder, other, ...attackers]) c.close();
+      await r.close();
+    }
+  });
+
+  it('limits guesses at one user from many addresses, except from addresses the user logged in from', async () => {
+    const r = await start(join(dir, 'store'), { usersFile, limits: { failuresPerAddress: 3, failuresPerUser: 5, window: 60 } });
+    const from = (n: number) => clientFrom(`127.0.0.${n}`);
+    const [known, a, b, fresh] = [from(5), from(6), from(7), from(8)];
+    const tags = `${r.url}/v2/acme/app/tags/list`;
+    try {
+      expect((await known.get(tags, basic('reader'))).status).toBe(200);
+      const statuses = async (c: ReturnType<typeof from>, n: number, authorization: string) => {
+        const out: number[] = [];
+        for (let i = 0; i < n; i++) out.push((await c.get(tags, authorization)).status);
+        return out;
+      };
+      expect(await statuses(a, 4, basic('reader', 'wrong'))).toEqual([401, 401, 401, 429]);
+      // 3 failures from a, 2 from b: the user's 5 are spent.
+      expect(await statuses(b, 3, basic('reader', 'wrong'))).toEqual([401, 401, 429]);
+      const refused = await fresh.get(tags, basic('reader'));
+      expect(refused.status).toBe(429);
+      expect(errorCode(refused)).toBe('TOOMANYREQUESTS');
+      expect(JSON.parse(refused.body).errors[0].message).toMatch(/for this user/);
+      // 5 per 60 s: one regained every 12 s.
+      expect(Number(refused.headers['retry-after'])).toBeGreaterThan(6);
+      expect(Number(refused.headers['retry-after'])).toBeLessThanOrEqual(12);
+      const tokenRefused = await fresh.get(tokenUrl(r), basic('reader'));
+      expect(tokenRefused.status).toBe(429);
+      expect(errorCode(tokenRefused)).toBe('TOOMANYREQUESTS');
+      // Where the user logged in before, they still can; other users from the fresh address too.
+      expect((await known.get(tags, basic('reader'))).status).toBe(200);
+      expect((await known.get(tokenUrl(r), basic('reader'))).status).toBe(200);
+      expect((await fresh.get(tags, basic('writer'))).status).toBe(200);
+      expect((await fresh.get(tags, basic('writer', 'wrong'))).status).toBe(401);
+    } finally {
+      for (const c of [known, a, b, fresh]) c.close();
+      await r.close();
+    }
+  });
+
+  it('answers 503 at once when the check queue is full, and gives the attempt back', async () => {
+    const r = await start(join(dir, 'store'), { usersFile, limits: { failuresPerAddress: 1, checkConcurrency: 1, checkQueue: 0 } });
+    const clients = [9, 10, 11].map((n) => clientFrom(`127.0.0.${n}`));
+    try {
+      const answers = await Promise.all(clients.map((c) => c.get(`${r.url}/v2/`, basic('writer', 'wrong'))));
+      expect(answers.map((a) => a.status).sort()).toEqual([401, 503, 503]);
+      for (const a of answers.filter((x) => x.status === 503)) {
+        expect(errorCode(a)).toBe('UNAVAILABLE');
+        expect(a.headers['retry-after']).toBe('1');
+      }
+      // A refused check did not count: those addresses still have their one attempt.
+      for (const [i, a] of answers.entries()) if (a.status === 503) expect((await clients[i]!.get(`${r.url}/v2/`, basic('writer'))).status).toBe(200);
+    } finally {
+      for (const c of clients) c.close();
+      await r.close();
+    }
+  });
+
+  it('regains attempts steadily over the window, and limits IPv6 clients by their /64', async () => {
+    let now = 1_000_000;
+    const guard = new PasswordGuard({ failuresPerAddress: 2, failuresPerUser: 100, window: 60, checkConcurrency: 1, checkQueue: 8, cacheTtl: 60 }, () => now);
+    const hash = await hashPassword('right', { N: 1024, r: 8, p: 1 });
+    const user = { name: 'u', password: hash, scopes: [] };
+    const lookup = async (name: string) => (name === 'u' ? user : undefined);
+    const warned: object[] = [];
+    const log = { warn: (o: object) => void warned.push(o) };
+    const ip = '2001:db8:1:2::10';
+    expect(await guard.check('u', 'bad', ip, lookup, log)).toEqual({ ok: false, kind: 'invalid' });
+    expect(await guard.check('nobody', 'bad', '2001:db8:1:2:ffff::1', lookup, log)).toEqual({ ok: false, kind: 'invalid' });
+    expect(await guard.check('u', 'right', '2001:0db8:0001:0002:0:0:0:99', lookup, log)).toEqual({ ok: false, kind: 'limited', by: 'address', retryAfter: 30 });
+    expect((await guard.check('u', 'right', '2001:db8:1:3::10', lookup, log)).ok).toBe(true);
+    now += 29_000;
+    expect(await guard.check('u', 'right', ip, lookup, log)).toMatchObject({ kind: 'limited', retryAfter: 1 });
+    now += 1_000;
+    expect(await guard.check('u', 'right', ip, lookup, log)).toMatchObject({ ok: true });
+    expect(warned).toEqual([
+      { audit: 'login-failed', user: 'u', address: ip, why: 'wrong password' },
+      { audit: 'login-failed', user: 'nobody', address: '2001:db8:1:2:ffff::1', why: 'no such user', refusedFor: 30 },
+    ]);
+    expect(addressKey('::ffff:192.0.2.7')).toBe('192.0.2.7');
+    expect(addressKey('fe80::1%eth0')).toBe(addressKey('fe80:0:0:0:abcd::2'));
+    expect(addressKey('2001:db8::1')).not.toBe(addressKey('2001:db8:0:1::1'));
   });
 });
 
