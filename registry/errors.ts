@@ -6,7 +6,8 @@ export const OciCode = {
   BLOB_UPLOAD_INVALID: 400,
   BLOB_UPLOAD_UNKNOWN: 404,
   DIGEST_INVALID: 400,
-  MANIFEST_BLOB_UNKNOWN: 404,
+  /** 400 as in CNCF Distribution: the manifest is what is wrong, not the URL. */
+  MANIFEST_BLOB_UNKNOWN: 400,
   MANIFEST_INVALID: 400,
   MANIFEST_UNKNOWN: 404,
   NAME_INVALID: 400,
@@ -43,5 +44,16 @@ export class OciError extends Error {
     const wire = this.code === 'TAG_IMMUTABLE' ? 'DENIED' : this.code === 'MANIFEST_TOO_LARGE' ? 'SIZE_INVALID' : this.code === 'RANGE_INVALID' ? 'BLOB_UPLOAD_INVALID' : this.code;
     const detail = wire === this.code ? this.detail : { vztplCode: this.code, ...(typeof this.detail === 'object' && this.detail ? this.detail : {}) };
     return { errors: [{ code: wire, message: this.message, ...(detail === undefined ? {} : { detail }) }] };
+  }
+}
+
+/**
+ * Reading the request body failed: the client hung up or the connection broke mid-body. The
+ * client's doing, not the registry's: logged below error level, never a 5xx.
+ */
+export class RequestBodyError extends Error {
+  constructor(cause: unknown) {
+    super(`request body cut off: ${(cause as Error | undefined)?.message ?? String(cause)}`, { cause });
+    this.name = 'RequestBodyError';
   }
 }

@@ -21,9 +21,13 @@ export class Registry {
 
   /** Throws NAME_INVALID for names the OCI spec or the storage layout cannot take. */
   checkName(repo: string): void {
-    if (repo.length > 255 || !REPOSITORY_NAME.test(repo) || isReservedComponent(repo)) {
+    if (!this.isValidName(repo)) {
       throw new OciError('NAME_INVALID', `invalid repository name ${JSON.stringify(repo)}`, { name: repo });
     }
+  }
+
+  isValidName(repo: string): boolean {
+    return repo.length <= 255 && REPOSITORY_NAME.test(repo) && !isReservedComponent(repo);
   }
 
   /** Records that a repository exists, for the catalog (one small object per repository). */

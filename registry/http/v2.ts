@@ -5,10 +5,10 @@ import type { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { isDigest, type Digest } from '../../format/digest.ts';
 import { MediaType } from '../../format/oci.ts';
-import { OciError } from '../errors.ts';
+import { OciError, RequestBodyError } from '../errors.ts';
 import type { Registry } from '../registry.ts';
 import { MAX_MANIFEST_SIZE } from '../store/manifests.ts';
-import { TAG } from '../store/paths.ts';
+import type { UploadState } from '../store/uploads.ts';
 import { directSendOf, InvalidOffsetError } from '../storage/driver.ts';
 
 export interface V2Options {
@@ -55,6 +55,15 @@ function requireDigest(value: string | undefined, what: string): Digest {
   return value;
 }
 
+/** A digest in a blob URL: one that is malformed or of another algorithm names no blob here (404). */
+function blobDigest(value: string): Digest {
+  if (!isDigest(value)) throw new OciError('BLOB_UNKNOWN', `blob unknown: ${JSON.stringify(value)} is not a sha256 digest`, { digest: value });
+  return value;
+}
+
+/** Digests of the algorithms the OCI image spec registers: valid syntax, if not all stored here. */
+const OCI_DIGEST = /^sha256:[a-f0-9]{64}$|^sha512:[a-f0-9]{128}$/;
+
 function query(req: FastifyRequest): Record<string, string | undefined> {
   return req.query as Record<string, string | undefined>;
 }
@@ -69,8 +78,13 @@ function contentLength(req: FastifyRequest): number | undefined {
  * request: that destroys the socket, and the error could no longer be answered. The error
  * handler closes such a connection instead (see ociErrorHandler).
  */
-function bodyOf(req: FastifyRequest): AsyncIterable<Buffer> {
-  return req.raw.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>;
+async function* bodyOf(req: FastifyRequest): AsyncIterable<Buffer> {
+  try {
+    yield* req.raw.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>;
+  } catch (err) {
+    // Errors of the body stream are the connection's (the client hung up), not the storage's.
+    throw new RequestBodyError(err);
+  }
 }
 
 /** Reads a small request body whole, refusing more than `limit` bytes (413). */
@@ -90,7 +104,10 @@ async function readBody(req: FastifyRequest, limit: number): Promise<Buffer> {
 /** Parses "bytes=a-b" (one range) against a size; undefined for no header. */
 function parseRange(header: string | undefined, size: number): { start: number; end: number } | undefined {
   if (!header) return undefined;
-  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  // RFC 9110 14.2: a range unit other than bytes MUST be ignored; several ranges (which would
+  // need multipart/byteranges) may be: the whole blob is answered.
+  if (!/^\s*bytes=/i.test(header) || header.includes(',')) return undefined;
+  const m = /^bytes=(\d*)-(\d*)$/i.exec(header.trim());
   if (!m || (m[1] === '' && m[2] === '')) throw new OciError('RANGE_INVALID', `unsupported Range ${header}`, { size }, 416);
   let start: number;
   let end: number;
@@ -111,8 +128,9 @@ function paginate(items: readonly string[], req: FastifyRequest): { page: string
   const last = q.last;
   let list = last ? items.filter((t) => t > last) : [...items];
   if (q.n !== undefined) {
+    // Digits only: Number() would take '' (as 0), ' 2', '1e3' and '0x10'.
+    if (!/^\d{1,9}$/.test(q.n)) throw new OciError('UNSUPPORTED', `invalid n=${JSON.stringify(q.n)}: a count of entries is expected`, undefined, 400);
     const n = Number(q.n);
-    if (!Number.isInteger(n) || n < 0) throw new OciError('UNSUPPORTED', `invalid n=${q.n}`, undefined, 400);
     if (list.length > n) {
       list = list.slice(0, n);
       return { page: list, next: n > 0 ? { n, last: list[list.length - 1]! } : undefined };
@@ -149,10 +167,8 @@ export async function v2Routes(app: FastifyInstance, opts: V2Options): Promise<v
       const route = matchRoute(tail);
       if (!route) throw new OciError('UNSUPPORTED', `no such endpoint: ${req.method} /v2/${tail}`, undefined, 404);
       if ('repo' in route) registry.checkName(route.repo);
-      // A reference that is neither a digest nor a tag never reaches storage (it would be a path).
-      if (route.kind === 'manifest' && !isDigest(route.reference) && !TAG.test(route.reference)) {
-        throw new OciError('TAG_INVALID', `invalid tag ${JSON.stringify(route.reference)}`);
-      }
+      // A manifest reference that is neither a digest nor a tag never reaches storage (it would
+      // be a path): the manifest store answers it as unknown (GET, HEAD, DELETE) or invalid (PUT).
       const key = `${req.method} ${route.kind}`;
       switch (key) {
         case 'GET base':
@@ -239,7 +255,7 @@ export async function v2Routes(app: FastifyInstance, opts: V2Options): Promise<v
   }
 
   async function getBlob(req: FastifyRequest, reply: FastifyReply, route: { repo: string; digest: string }) {
-    const digest = requireDigest(route.digest, 'blob');
+    const digest = blobDigest(route.digest);
     const info = await registry.blobs.stat(route.repo, digest);
     if (opts.redirectBlobs) {
       const url = await registry.blobs.redirectURL(digest, req.method === 'HEAD' ? 'HEAD' : 'GET');
@@ -278,7 +294,7 @@ export async function v2Routes(app: FastifyInstance, opts: V2Options): Promise<v
   }
 
   async function deleteBlob(reply: FastifyReply, route: { repo: string; digest: string }) {
-    const digest = requireDigest(route.digest, 'blob');
+    const digest = blobDigest(route.digest);
     await registry.blobs.unlink(route.repo, digest);
     return reply.code(202).send();
   }
@@ -293,11 +309,12 @@ export async function v2Routes(app: FastifyInstance, opts: V2Options): Promise<v
 
   async function startUpload(req: FastifyRequest, reply: FastifyReply, route: { repo: string }) {
     const q = query(req);
-    if (q.mount) {
-      const digest = requireDigest(q.mount, 'mount');
+    // A mount the registry cannot do (no such blob there, or a malformed digest or source name)
+    // starts an ordinary upload instead (202), as the spec asks.
+    if (q.mount && isDigest(q.mount) && q.from && registry.isValidName(q.from)) {
+      const digest = q.mount;
       const from = q.from;
-      if (from) registry.checkName(from);
-      if (from && (await registry.blobs.isLinked(from, digest)) && (await registry.blobs.statGlobal(digest))) {
+      if ((await registry.blobs.isLinked(from, digest)) && (await registry.blobs.statGlobal(digest))) {
         await registry.blobs.link(route.repo, digest);
         return reply.code(201).header('Location', `/v2/${route.repo}/blobs/${digest}`).header('Docker-Content-Digest', digest).send();
       }
@@ -308,7 +325,7 @@ export async function v2Routes(app: FastifyInstance, opts: V2Options): Promise<v
     if (digest) {
       // One request, one session: whatever fails (a wrong digest, a body cut off), the session goes.
       try {
-        const filled = await registry.uploads.append(state, bodyOf(req), undefined, contentLength(req));
+        const filled = await registry.uploads.append(state, bodyOf(req), { length: contentLength(req) });
         await registry.uploads.complete(filled, digest);
       } catch (err) {
         await registry.uploads.cancel(state).catch(() => undefined);
@@ -326,37 +343,49 @@ export async function v2Routes(app: FastifyInstance, opts: V2Options): Promise<v
 
   /**
    * The chunk a PATCH or PUT carries: where it starts (Content-Range, checked against the upload
-   * by append) and how long it is. A Content-Range whose length is not the Content-Length is
-   * SIZE_INVALID, before anything is appended.
+   * by append) and how long it is. A Content-Range that is malformed, past its own total, or not
+   * the Content-Length is a chunk out of order (416), refused before anything is appended.
    */
-  function chunkOf(req: FastifyRequest): { start?: number; length?: number } {
+  function chunkOf(req: FastifyRequest): { start?: number; length?: number; lengthFrom?: 'content-range' } {
     const declared = contentLength(req);
     const header = req.headers['content-range'];
     if (!header) return { length: declared };
-    const m = /^(?:bytes[ =])?(\d+)-(\d+)(?:\/\d+|\/\*)?$/.exec(header.trim());
-    if (!m) throw new OciError('RANGE_INVALID', `invalid Content-Range ${header}`, undefined, 416);
+    const m = /^(?:bytes[ =])?(\d+)-(\d+)(?:\/(\d+|\*))?$/.exec(header.trim());
+    if (!m) throw new OciError('RANGE_INVALID', `invalid Content-Range ${header}`);
     const start = Number(m[1]);
     const end = Number(m[2]);
-    if (end < start) throw new OciError('RANGE_INVALID', `invalid Content-Range ${header}`, undefined, 416);
+    if (!Number.isSafeInteger(end) || end < start) throw new OciError('RANGE_INVALID', `invalid Content-Range ${header}`);
+    if (m[3] !== undefined && m[3] !== '*' && end >= Number(m[3])) throw new OciError('RANGE_INVALID', `Content-Range ${header} ends past its total`);
     const length = end - start + 1;
     if (declared !== undefined && declared !== length) {
-      throw new OciError('SIZE_INVALID', `Content-Range ${header} is ${length} bytes, Content-Length says ${declared}`);
+      throw new OciError('RANGE_INVALID', `Content-Range ${header} is ${length} bytes, Content-Length says ${declared}`);
     }
-    return { start, length };
+    return { start, length, lengthFrom: 'content-range' };
+  }
+
+  /**
+   * Appends a request's chunk to an upload. A 416 answers where the upload stands (Location,
+   * Range), so the client can go on from there.
+   */
+  async function appendChunk(req: FastifyRequest, reply: FastifyReply, state: UploadState) {
+    try {
+      return await registry.uploads.append(state, bodyOf(req), chunkOf(req));
+    } catch (err) {
+      if (err instanceof OciError && err.code === 'RANGE_INVALID') uploadHeaders(reply, state.repo, state.id, state.size);
+      throw err;
+    }
   }
 
   async function patchUpload(req: FastifyRequest, reply: FastifyReply, route: { repo: string; id: string }) {
-    const chunk = chunkOf(req);
     const state = await registry.uploads.state(route.repo, route.id);
-    const next = await registry.uploads.append(state, bodyOf(req), chunk.start, chunk.length);
+    const next = await appendChunk(req, reply, state);
     return uploadHeaders(reply.code(202), route.repo, next.id, next.size).send();
   }
 
   async function putUpload(req: FastifyRequest, reply: FastifyReply, route: { repo: string; id: string }) {
     const digest = requireDigest(query(req).digest, 'upload');
-    const chunk = chunkOf(req);
     const state = await registry.uploads.state(route.repo, route.id);
-    const filled = await registry.uploads.append(state, bodyOf(req), chunk.start, chunk.length);
+    const filled = await appendChunk(req, reply, state);
     await registry.uploads.complete(filled, digest).catch(async (err: unknown) => {
       // Content that is not what the client said it is: the session is of no further use and
       // goes, as in CNCF Distribution. Storage failures keep it, so the client may try again.
@@ -373,10 +402,12 @@ export async function v2Routes(app: FastifyInstance, opts: V2Options): Promise<v
   }
 
   async function referrers(req: FastifyRequest, reply: FastifyReply, route: { repo: string; digest: string }) {
-    const subject = requireDigest(route.digest, 'subject');
+    // Malformed: 400, as the spec says; a valid digest of another algorithm: no referrers here.
+    if (!OCI_DIGEST.test(route.digest)) throw new OciError('DIGEST_INVALID', `invalid subject digest ${JSON.stringify(route.digest)}`);
     const filter = query(req).artifactType;
     const manifests = [];
-    for (const digest of await registry.manifests.referrers(route.repo, subject)) {
+    const referrers = isDigest(route.digest) ? await registry.manifests.referrers(route.repo, route.digest) : [];
+    for (const digest of referrers) {
       const m = await registry.manifests.get(route.repo, digest).catch(() => undefined);
       if (!m) continue;
       const parsed = JSON.parse(m.bytes.toString('utf8')) as { artifactType?: string; config?: { mediaType?: string }; annotations?: Record<string, string> };
@@ -404,6 +435,11 @@ export function ociErrorHandler(err: Error & { statusCode?: number }, req: Fasti
     return reply.code(err.status).header('Content-Type', 'application/json').send(err.body());
   }
   if (err instanceof InvalidOffsetError) return reply.code(416).send(new OciError('RANGE_INVALID', err.message).body());
+  if (err instanceof RequestBodyError) {
+    // Nobody hears this answer; the log says what happened, at the level of a client's doing.
+    req.log.warn({ err: err.message, method: req.method, url: req.url }, 'client hung up mid-body');
+    return reply.code(400).send(new OciError('BLOB_UPLOAD_INVALID', err.message).body());
+  }
   if (err.statusCode && err.statusCode < 500) return reply.code(err.statusCode).send(new OciError('UNSUPPORTED', err.message, undefined, err.statusCode).body());
   req.log.error({ err }, 'request failed');
   // The storage is down or unreachable: 503 tells clients to retry, as the spec's UNAVAILABLE.

@@ -65,7 +65,40 @@ export function parseManifest(bytes: Buffer, contentType: string | undefined): P
     const issue = result.error.issues[0]!;
     return { error: `${issue.path.join('.') || '(root)'}: ${issue.message}` };
   }
+  const badUrl = firstBadUrl(result.data as { config?: Descriptor; layers?: Descriptor[]; manifests?: Descriptor[]; subject?: Descriptor });
+  if (badUrl) return { error: badUrl };
   return isIndex
     ? { kind: 'index', mediaType: type, manifest: result.data as z.infer<typeof imageIndex> }
     : { kind: 'image', mediaType: type, manifest: result.data as z.infer<typeof imageManifest> };
+}
+
+type Descriptor = z.infer<typeof descriptorSchema>;
+
+/**
+ * Descriptor urls are where clients fetch content the registry does not hold: only http(s)
+ * (a javascript: or file: URL is nothing a client may fetch). The first bad one, named by its
+ * descriptor, or undefined.
+ */
+function firstBadUrl(m: { config?: Descriptor; layers?: Descriptor[]; manifests?: Descriptor[]; subject?: Descriptor }): string | undefined {
+  const named: Array<[string, Descriptor | undefined]> = [
+    ['config', m.config],
+    ...(m.layers ?? []).map((d, i): [string, Descriptor] => [`layer ${i}`, d]),
+    ...(m.manifests ?? []).map((d, i): [string, Descriptor] => [`manifest ${i}`, d]),
+    ['subject', m.subject],
+  ];
+  for (const [what, d] of named) {
+    for (const url of d?.urls ?? []) {
+      if (!isHttpUrl(url)) return `${what} (${d!.digest}): url ${JSON.stringify(url.slice(0, 200))} is not an http or https URL`;
+    }
+  }
+  return undefined;
+}
+
+function isHttpUrl(value: string): boolean {
+  try {
+    const u = new URL(value);
+    return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
+  } catch {
+    return false;
+  }
 }

@@ -51,6 +51,9 @@ export class ManifestStore {
 
   /** `reference` is a tag or a digest. */
   async get(repo: string, reference: string): Promise<StoredManifest> {
+    // Neither a digest nor a tag names nothing the repository could have: not found, as the
+    // spec wants (and it never becomes a storage path).
+    if (!isDigest(reference) && !TAG.test(reference)) throw new OciError('MANIFEST_UNKNOWN', `manifest unknown: ${repo}:${reference}`, { reference });
     const byTag = !isDigest(reference);
     const digest = byTag ? await this.resolveTag(repo, reference) : reference;
     if (!digest) throw new OciError('MANIFEST_UNKNOWN', `manifest unknown: ${repo}:${reference}`, { reference });
@@ -125,6 +128,9 @@ export class ManifestStore {
     const digest = sha256(bytes);
     const byDigest = isDigest(reference);
     if (byDigest && reference !== digest) throw new OciError('DIGEST_INVALID', 'manifest digest does not match the reference', { reference, actual: digest });
+    // Tags have no ':', so a reference with one was meant as a digest (of an algorithm or form
+    // this registry does not take).
+    if (!byDigest && reference.includes(':')) throw new OciError('DIGEST_INVALID', `invalid or unsupported manifest digest ${JSON.stringify(reference)}`, { reference });
     if (!byDigest && !TAG.test(reference)) throw new OciError('TAG_INVALID', `invalid tag ${JSON.stringify(reference)}`);
     const parsed = parseManifest(bytes, contentType);
     if ('error' in parsed) throw new OciError('MANIFEST_INVALID', `manifest invalid: ${parsed.error}`);
@@ -184,17 +190,26 @@ export class ManifestStore {
   private async checkReferences(repo: string, parsed: ParsedManifest): Promise<void> {
     if (parsed.kind === 'image') {
       const { config, layers } = parsed.manifest;
-      const all = [config, ...layers.filter((l) => !l.urls?.length)];
-      const missing: string[] = [];
+      // Only a non-distributable layer with urls (checked to be http(s) by the schema) may be
+      // absent: clients fetch it from there. Any other absent layer could never be pulled.
+      const all = [
+        { order: -1, what: 'config', d: config },
+        ...layers.map((d, i) => ({ order: i, what: `layer ${i}`, d })).filter(({ d }) => !(d.urls?.length && NON_DISTRIBUTABLE_LAYERS.has(d.mediaType))),
+      ];
+      const missing: Array<{ order: number; what: string; digest: string; mediaType: string; urls: boolean }> = [];
       const wrongSize: WrongSize[] = [];
       await Promise.all(
-        all.map(async (d) => {
+        all.map(async ({ order, what, d }) => {
           const info = isDigest(d.digest) && (await this.blobs.isLinked(repo, d.digest)) ? await this.blobs.statGlobal(d.digest) : undefined;
-          if (!info) missing.push(d.digest);
+          if (!info) missing.push({ order, what, digest: d.digest, mediaType: d.mediaType, urls: Boolean(d.urls?.length) });
           else if (info.size !== d.size) wrongSize.push({ digest: d.digest, size: d.size, actual: info.size });
         }),
       );
-      if (missing.length) throw new OciError('MANIFEST_BLOB_UNKNOWN', `manifest names blobs the repository does not have: ${missing.join(', ')}`, { digests: missing });
+      if (missing.length) {
+        missing.sort((x, y) => x.order - y.order);
+        const list = missing.map((m) => `${m.what} ${m.digest}${m.urls ? ` (${m.mediaType} with urls; only non-distributable layers may be absent)` : ''}`).join(', ');
+        throw new OciError('MANIFEST_BLOB_UNKNOWN', `manifest names blobs the repository does not have: ${list}`, { digests: missing.map((m) => m.digest), blobs: missing.map(({ what, digest, mediaType }) => ({ what, digest, mediaType })) });
+      }
       if (wrongSize.length) throw sizeInvalid(wrongSize);
       return;
     }
@@ -212,7 +227,7 @@ export class ManifestStore {
   }
 
   async deleteTag(repo: string, tag: string): Promise<void> {
-    if (!(await this.resolveTag(repo, tag))) throw new OciError('MANIFEST_UNKNOWN', `tag unknown: ${repo}:${tag}`);
+    if (!TAG.test(tag) || !(await this.resolveTag(repo, tag))) throw new OciError('MANIFEST_UNKNOWN', `tag unknown: ${repo}:${tag}`);
     await this.driver.delete(paths.tagDir(repo, tag));
   }
 
@@ -254,6 +269,14 @@ export class ManifestStore {
     return out.sort();
   }
 }
+
+/** Layers a registry need not hold (image-spec's non-distributable types, Docker's foreign layers). */
+export const NON_DISTRIBUTABLE_LAYERS: ReadonlySet<string> = new Set([
+  'application/vnd.oci.image.layer.nondistributable.v1.tar',
+  'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip',
+  'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd',
+  'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip',
+]);
 
 interface WrongSize {
   digest: string;

@@ -65,12 +65,20 @@ export class UploadStore {
 
   /**
    * Appends a chunk. `start` is the Content-Range start the client claims (undefined for a
-   * streamed PATCH without one); a gap or overlap is RANGE_INVALID (416).
+   * streamed PATCH without one); a gap or overlap is RANGE_INVALID (416). `length` is what the
+   * client said the chunk is (`claimed`): a body of another length is SIZE_INVALID, or
+   * RANGE_INVALID when the length came from a Content-Range (`lengthFrom`).
    */
-  async append(state: UploadState, body: AsyncIterable<Buffer> | Readable, start?: number, declaredLength?: number): Promise<UploadState> {
+  async append(state: UploadState, body: AsyncIterable<Buffer> | Readable, claimed: { start?: number; length?: number; lengthFrom?: 'content-range' } = {}): Promise<UploadState> {
+    const { start, length: declaredLength } = claimed;
     if (start !== undefined && start !== state.size) {
-      throw new OciError('RANGE_INVALID', `chunk starts at ${start} but the upload has ${state.size} bytes`, { size: state.size });
+      throw new OciError('RANGE_INVALID', `chunk starts at ${start} but the upload has ${state.size} bytes`, { offset: state.size });
     }
+    // A body longer than said is refused as soon as it is, not once it is all in.
+    const lengthMismatch = (actual: string) =>
+      claimed.lengthFrom === 'content-range'
+        ? new OciError('RANGE_INVALID', `chunk has ${actual} bytes, Content-Range said ${declaredLength}`, { offset: state.size })
+        : new OciError('SIZE_INVALID', `chunk has ${actual} bytes, Content-Length said ${declaredLength}`);
     const writer = await this.driver.writer(paths.uploadChunk(state.repo, state.id, state.chunks));
     const hash = state.chunks === 0 ? createHash('sha256') : undefined;
     let written = 0;
@@ -96,6 +104,7 @@ export class UploadStore {
     try {
       for await (const chunk of body as AsyncIterable<Buffer>) {
         written += chunk.length;
+        if (declaredLength !== undefined && written > declaredLength) throw lengthMismatch(`more than ${declaredLength}`);
         if (state.size + written > this.maxBlobSize) throw new OciError('SIZE_INVALID', `blob exceeds the limit of ${this.maxBlobSize} bytes`);
         hash?.update(chunk);
         pending.push(chunk);
@@ -104,9 +113,7 @@ export class UploadStore {
       }
       await flush();
       await writing;
-      if (declaredLength !== undefined && written !== declaredLength) {
-        throw new OciError('SIZE_INVALID', `chunk has ${written} bytes, Content-Length said ${declaredLength}`);
-      }
+      if (declaredLength !== undefined && written !== declaredLength) throw lengthMismatch(String(written));
       if (written === 0) {
         await writer.cancel();
         return state;

@@ -35,6 +35,7 @@ import {
   snapshot,
   startRegistry,
   templateConfig,
+  type Blob,
   type RegistryStorage,
   type Res,
   type RunningRegistry,
@@ -865,13 +866,15 @@ export function registrySuite(name: string, make: () => Promise<RegistryStorage>
         { what: 'unknown media type', body: variant((m) => delete m.mediaType).bytes, type: 'application/vnd.example.unknown+json', status: 400, code: 'MANIFEST_INVALID' },
         { what: 'unknown media type in the body', body: variant((m) => (m.mediaType = 'application/vnd.example.unknown+json')).bytes, type: 'application/vnd.example.unknown+json', status: 400, code: 'MANIFEST_INVALID' },
         { what: 'mediaType and Content-Type disagree', body: good.bytes, type: MediaType.index, status: 400, code: 'MANIFEST_INVALID' },
-        { what: 'a missing layer', body: variant((m) => m.layers.push(descriptor(missing))).bytes, status: 404, code: 'MANIFEST_BLOB_UNKNOWN', detail: { digests: [missing.digest] } },
-        { what: 'a missing config', body: variant((m) => (m.config = descriptor(missing, { mediaType: MediaType.config }))).bytes, status: 404, code: 'MANIFEST_BLOB_UNKNOWN' },
-        { what: 'a layer of another repository', ref: 'x', body: good.bytes, status: 404, code: 'MANIFEST_BLOB_UNKNOWN' },
+        { what: 'a missing layer', body: variant((m) => m.layers.push(descriptor(missing))).bytes, status: 400, code: 'MANIFEST_BLOB_UNKNOWN', detail: { digests: [missing.digest] } },
+        { what: 'a missing config', body: variant((m) => (m.config = descriptor(missing, { mediaType: MediaType.config }))).bytes, status: 400, code: 'MANIFEST_BLOB_UNKNOWN' },
+        { what: 'a layer of another repository', ref: 'x', body: good.bytes, status: 400, code: 'MANIFEST_BLOB_UNKNOWN' },
         { what: 'a layer size that is not the blob size', body: variant((m) => (m.layers[0].size = 501)).bytes, status: 400, code: 'SIZE_INVALID' },
-        { what: 'an index naming a missing manifest', body: Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.index, manifests: [descriptor(missing, { mediaType: MediaType.manifest })] })), type: MediaType.index, status: 404, code: 'MANIFEST_BLOB_UNKNOWN' },
+        { what: 'an index naming a missing manifest', body: Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.index, manifests: [descriptor(missing, { mediaType: MediaType.manifest })] })), type: MediaType.index, status: 400, code: 'MANIFEST_BLOB_UNKNOWN' },
         { what: 'PUT by a digest that is not the body', ref: good.digest, body: variant((m) => (m.annotations = { x: 'y' })).bytes, status: 400, code: 'DIGEST_INVALID' },
-        { what: 'PUT by a malformed digest', ref: 'sha256:1234', body: good.bytes, status: 400, code: 'TAG_INVALID' },
+        { what: 'PUT by a malformed digest', ref: 'sha256:1234', body: good.bytes, status: 400, code: 'DIGEST_INVALID' },
+        { what: 'PUT by a digest of an algorithm not taken', ref: `sha512:${'ab'.repeat(64)}`, body: good.bytes, status: 400, code: 'DIGEST_INVALID' },
+        { what: 'PUT by an uppercase digest', ref: good.digest.toUpperCase(), body: good.bytes, status: 400, code: 'DIGEST_INVALID' },
         { what: 'an invalid tag (leading dash)', ref: '-bad', body: good.bytes, status: 400, code: 'TAG_INVALID' },
         { what: 'an invalid tag (too long)', ref: 'x'.repeat(129), body: good.bytes, status: 400, code: 'TAG_INVALID' },
         { what: 'an invalid tag (leading dot)', ref: '.hidden', body: good.bytes, status: 400, code: 'TAG_INVALID' },
@@ -904,12 +907,77 @@ export function registrySuite(name: string, make: () => Promise<RegistryStorage>
       });
       // exactly what was there before is still served
       expect((await req(a.url, 'GET', `/v2/${r}/manifests/good`)).body.equals(good.bytes)).toBe(true);
-      for (const t of ['-bad', '.hidden', 'a*b', '..', 'x'.repeat(129)]) {
-        const res = await rawReq(a.url, 'GET', `/v2/${r}/manifests/${t.replace('*', '%2A')}`);
-        expect({ t, status: res.status, code: errorCode(res) }).toEqual({ t, status: 400, code: 'TAG_INVALID' });
-        const del = await rawReq(a.url, 'DELETE', `/v2/${r}/manifests/${t.replace('*', '%2A')}`);
-        expect({ t, status: del.status, code: errorCode(del) }).toEqual({ t, status: 400, code: 'TAG_INVALID' });
+      // A reference that is neither a tag nor a digest names no manifest: 404 (PUT alone says 400).
+      await unchanged('GET, HEAD and DELETE of references that are no tag and no digest', async () => {
+        for (const t of ['-bad', '.hidden', 'a*b', '..', 'x'.repeat(129), 'sha256:1234', 'sha256:totallywrong', `sha512:${'ab'.repeat(64)}`, good.digest.toUpperCase(), 'a:b']) {
+          const path = `/v2/${r}/manifests/${t.replace('*', '%2A')}`;
+          for (const method of ['GET', 'DELETE']) {
+            const res = await rawReq(a.url, method, path);
+            expect({ t, method, status: res.status, code: errorCode(res) }).toEqual({ t, method, status: 404, code: 'MANIFEST_UNKNOWN' });
+          }
+          const head = await rawReq(a.url, 'HEAD', path);
+          expect({ t, status: head.status, body: head.body.length }).toEqual({ t, status: 404, body: 0 });
+        }
+      });
+    });
+
+    it('layers the registry does not have: only non-distributable ones with http(s) urls; other absent blobs and other url schemes are refused, naming the layer', async () => {
+      const r = repo('foreign-layers');
+      const config = plainConfig();
+      const present = randomBlob(200);
+      await pushBlob(a.url, r, config);
+      await pushBlob(a.url, r, present);
+      const nonDistributable = [
+        'application/vnd.oci.image.layer.nondistributable.v1.tar',
+        'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip',
+        'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd',
+        'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip',
+      ];
+      const manifest = (layers: Array<Record<string, unknown>>, cfg: Record<string, unknown> = descriptor(config)) =>
+        blob(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.manifest, config: cfg, layers: [descriptor(present), ...layers] }), MediaType.manifest);
+
+      // accepted: absent non-distributable layers with http or https urls; pullable as manifests
+      for (const [i, mediaType] of nonDistributable.entries()) {
+        const absent = randomBlob(1000, mediaType);
+        const url = i % 2 ? `http://mirror.example.org/${absent.digest}` : `https://mirror.example.org/${absent.digest}`;
+        const m = manifest([descriptor(absent, { urls: [url] })]);
+        const put = await putManifest(a.url, r, `ok-${i}`, m);
+        expect({ mediaType, status: put.status, text: put.text }).toEqual({ mediaType, status: 201, text: '' });
+        const got = await req(b.url, 'GET', `/v2/${r}/manifests/ok-${i}`);
+        expect(got.status).toBe(200);
+        expect(got.body.equals(m.bytes)).toBe(true);
       }
+
+      // refused, changing nothing: the kind of error and the layer it names
+      const absent = randomBlob(1000);
+      const absentND = randomBlob(1000, nonDistributable[1]);
+      const cases: Array<{ what: string; body: Blob; status: number; code: string; names: string }> = [
+        { what: 'an absent ordinary layer with an https url', body: manifest([descriptor(absent, { urls: ['https://mirror.example.org/x'] })]), status: 400, code: 'MANIFEST_BLOB_UNKNOWN', names: `layer 1 ${absent.digest}` },
+        { what: 'an absent zstd layer with an http url', body: manifest([descriptor(randomBlob(10, MediaType.layerZstd), { urls: ['http://mirror.example.org/x'] })]), status: 400, code: 'MANIFEST_BLOB_UNKNOWN', names: 'layer 1 sha256:' },
+        { what: 'an absent non-distributable layer without urls', body: manifest([descriptor(absentND)]), status: 400, code: 'MANIFEST_BLOB_UNKNOWN', names: `layer 1 ${absentND.digest}` },
+        { what: 'an absent non-distributable layer with empty urls', body: manifest([descriptor(absentND, { urls: [] })]), status: 400, code: 'MANIFEST_BLOB_UNKNOWN', names: `layer 1 ${absentND.digest}` },
+        { what: 'an absent config with urls', body: manifest([], descriptor(randomBlob(10, MediaType.config), { urls: ['https://mirror.example.org/c'] })), status: 400, code: 'MANIFEST_BLOB_UNKNOWN', names: 'config sha256:' },
+        ...['javascript:alert(1)', 'file:///etc/passwd', 'ftp://mirror.example.org/x', 'data:,hello', 'not a url', 'https://', '//mirror.example.org/x'].map((url) => ({
+          what: `a non-distributable layer with the url ${url}`,
+          body: manifest([descriptor(absentND, { urls: [url] })]),
+          status: 400,
+          code: 'MANIFEST_INVALID',
+          names: `layer 1 (${absentND.digest})`,
+        })),
+        { what: 'one bad url among good ones', body: manifest([descriptor(absentND, { urls: ['https://mirror.example.org/x', 'javascript:alert(1)'] })]), status: 400, code: 'MANIFEST_INVALID', names: `layer 1 (${absentND.digest})` },
+        { what: 'a present ordinary layer with a javascript: url', body: blob(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.manifest, config: descriptor(config), layers: [descriptor(present, { urls: ['javascript:alert(1)'] })] }), MediaType.manifest), status: 400, code: 'MANIFEST_INVALID', names: `layer 0 (${present.digest})` },
+        { what: 'a config with a file: url', body: manifest([], descriptor(config, { urls: ['file:///etc/shadow'] })), status: 400, code: 'MANIFEST_INVALID', names: `config (${config.digest})` },
+      ];
+      for (const c of cases) {
+        await unchanged(c.what, async () => {
+          const res = await putManifest(a.url, r, '1.0.0', c.body);
+          expect({ what: c.what, status: res.status, code: errorCode(res) }).toEqual({ what: c.what, status: c.status, code: c.code });
+          expect(errorOf(res).message, c.what).toContain(c.names);
+        });
+      }
+      // the version was never published: it can still be, with layers the registry has
+      expectOciError(await req(a.url, 'GET', `/v2/${r}/manifests/1.0.0`), 404, 'MANIFEST_UNKNOWN');
+      expect((await putManifest(a.url, r, '1.0.0', manifest([]))).status).toBe(201);
     });
 
     it('bad uploads: digest mismatch on completion, Content-Range that is not the body, cut-off bodies, unknown and foreign sessions', async () => {
@@ -951,17 +1019,50 @@ export function registrySuite(name: string, make: () => Promise<RegistryStorage>
       {
         const loc = await startUpload(a.url, r);
         await unchanged('PATCH whose Content-Range length is not the body length', async () => {
-          const res = await req(a.url, 'PATCH', loc, { headers: { ...OCTET, 'content-range': '0-9999' }, body: content.bytes });
-          expectOciError(res, 400, 'SIZE_INVALID');
-          const res2 = await req(a.url, 'PATCH', loc, { headers: { ...OCTET, 'content-range': '0-99' }, body: content.bytes });
-          expectOciError(res2, 400, 'SIZE_INVALID');
-          const res3 = await req(a.url, 'PATCH', loc, { headers: { ...OCTET, 'content-range': '10-5' }, body: content.bytes });
-          expect(res3.status).toBe(416);
-          const res4 = await req(a.url, 'PATCH', loc, { headers: { ...OCTET, 'content-range': 'bytes=nonsense' }, body: content.bytes });
-          expect(res4.status).toBe(416);
+          // A Content-Range that is not the body, runs past its own total, is backwards or
+          // malformed: a chunk out of order, 416 with an OCI error, and where the upload stands.
+          const streamOf = (b: Buffer) =>
+            new ReadableStream<Uint8Array>({
+              start(c) {
+                for (let i = 0; i < b.length; i += 1000) c.enqueue(b.subarray(i, i + 1000));
+                c.close();
+              },
+            });
+          const cases: Array<[string, string, Buffer | ReadableStream<Uint8Array>]> = [
+            ['longer than the body (Content-Length)', '0-9999', content.bytes],
+            ['shorter than the body (Content-Length)', '0-99', content.bytes],
+            ['longer than the streamed body', '0-9999', streamOf(content.bytes)],
+            ['shorter than the streamed body', '0-99', streamOf(content.bytes)],
+            ['past its stated total', '0-4095/100', content.bytes],
+            ['with an empty body', '0-4095/4096', content.bytes.subarray(0, 0)],
+            ['backwards', '10-5', content.bytes],
+            ['malformed', 'bytes=nonsense', content.bytes],
+            ['not at the upload offset', '1-4096', content.bytes],
+          ];
+          for (const [what, range, body] of cases) {
+            const res = await req(a.url, 'PATCH', loc, { headers: { ...OCTET, 'content-range': range }, body });
+            expect({ what, status: res.status, code: errorCode(res), vztpl: errorOf(res).detail?.vztplCode }).toEqual({ what, status: 416, code: 'BLOB_UPLOAD_INVALID', vztpl: 'RANGE_INVALID' });
+            expect(res.headers.get('location'), what).toBe(new URL(loc).pathname);
+            expect(res.headers.get('range'), what).toBe('0-0');
+            expect(res.headers.get('docker-upload-uuid'), what).toBe(loc.split('/').pop());
+          }
+          // the closing PUT with an out-of-order final chunk: 416 too, and the session stays
+          const put = await req(a.url, 'PUT', withDigest(loc, content.digest), { headers: { ...OCTET, 'content-range': '0-99/4096' }, body: content.bytes });
+          expectOciError(put, 416, 'BLOB_UPLOAD_INVALID');
         });
         expect((await req(a.url, 'GET', loc)).headers.get('range')).toBe('0-0');
-        expect((await req(a.url, 'DELETE', loc)).status).toBe(204);
+        // a Content-Range with its total, consistent, is taken
+        const ok = await req(a.url, 'PATCH', loc, { headers: { ...OCTET, 'content-range': '0-2047/4096' }, body: content.bytes.subarray(0, 2048) });
+        expect(ok.status).toBe(202);
+        expect(ok.headers.get('range')).toBe('0-2047');
+        const late = await req(a.url, 'PUT', withDigest(loc, content.digest), { headers: { ...OCTET, 'content-range': '0-2047' }, body: content.bytes.subarray(2048) });
+        expectOciError(late, 416, 'BLOB_UPLOAD_INVALID');
+        expect(late.headers.get('range')).toBe('0-2047');
+        expect((await req(a.url, 'GET', loc)).headers.get('range')).toBe('0-2047');
+        const fin = await req(a.url, 'PUT', withDigest(loc, content.digest), { headers: { ...OCTET, 'content-range': '2048-4095/4096' }, body: content.bytes.subarray(2048) });
+        expect(fin.status).toBe(201);
+        expect(digestOf((await req(a.url, 'GET', `/v2/${r}/blobs/${content.digest}`)).body)).toBe(content.digest);
+        expect((await req(a.url, 'DELETE', `/v2/${r}/blobs/${content.digest}`)).status).toBe(202);
       }
       // a body cut off before its Content-Length: the request dies, nothing is left behind
       await unchanged('monolithic upload cut off mid-body', async () => {
@@ -1029,8 +1130,6 @@ export function registrySuite(name: string, make: () => Promise<RegistryStorage>
           expectOciError(await rawReq(a.url, 'GET', `/v2/${n}/tags/list`), 400, 'NAME_INVALID');
           expectOciError(await rawReq(a.url, 'POST', `/v2/${n}/blobs/uploads/`), 400, 'NAME_INVALID');
         }
-        // a mount from an invalid repository
-        expectOciError(await req(a.url, 'POST', `/v2/${repo('ok')}/blobs/uploads/?mount=${content.digest}&from=Bad`), 400, 'NAME_INVALID');
         // the catalog API checks names too
         expectOciError(await rawReq(a.url, 'GET', `/api/v1/templates/a/../b/versions`), 400, 'NAME_INVALID');
       });
@@ -1060,9 +1159,171 @@ export function registrySuite(name: string, make: () => Promise<RegistryStorage>
         const range = await req(a.url, 'GET', `/v2/${r}/blobs/${content.digest}`, { headers: { range: 'bytes=100-200' } });
         expect(range.status).toBe(416);
         expect(range.headers.get('content-range')).toBe('bytes */100');
-        expectOciError(await req(a.url, 'GET', `/v2/${r}/blobs/sha256:short`), 400, 'DIGEST_INVALID');
+        expectOciError(await req(a.url, 'GET', `/v2/${r}/blobs/sha256:short`), 404, 'BLOB_UNKNOWN');
         expectOciError(await req(a.url, 'GET', `/v2/${r}/tags/list?n=-1`), 400, 'UNSUPPORTED');
       });
+    });
+
+    it("every /v2/ endpoint's failures as the spec's table gives them (end-1 to end-14), each with its exact OCI code", async () => {
+      const r = repo('spec-table');
+      const content = randomBlob(300);
+      const m = await pushImage(a.url, r, 'there', { config: plainConfig(), layers: [content] });
+      const nowhere = repo('spec-table-nowhere'); // a valid name no one pushed to
+      const unknown = digestOf('nobody pushed this');
+      const sha512 = `sha512:${'ab'.repeat(64)}`;
+      // syntactically no sha256 digest: names nothing here
+      const malformed = ['sha256:short', 'sha256:totallywrong', `sha256:${'A'.repeat(64)}`, sha512, 'md5:abc', 'nodigest'];
+      const emptyBlob = blob('');
+
+      await unchanged('reads and deletes of things that are not there', async () => {
+        // end-2: GET/HEAD blob -> 404 BLOB_UNKNOWN, also for a repository no one pushed to and for
+        // a digest that is malformed or of another algorithm
+        for (const [rr, d] of [[r, unknown], [nowhere, unknown], [nowhere, content.digest], ...malformed.map((x) => [r, x])] as const) {
+          expectOciError(await rawReq(a.url, 'GET', `/v2/${rr}/blobs/${d}`), 404, 'BLOB_UNKNOWN');
+          const head = await rawReq(a.url, 'HEAD', `/v2/${rr}/blobs/${d}`);
+          expect({ d, status: head.status, body: head.body.length }).toEqual({ d, status: 404, body: 0 });
+          // end-10: DELETE of a blob that is not there -> 404 BLOB_UNKNOWN
+          expectOciError(await rawReq(a.url, 'DELETE', `/v2/${rr}/blobs/${d}`), 404, 'BLOB_UNKNOWN');
+        }
+        // end-3 and end-9: GET/HEAD/DELETE manifest of an unknown tag or digest, here or in a
+        // repository no one pushed to -> 404 MANIFEST_UNKNOWN
+        for (const [rr, ref] of [[r, 'nope'], [r, unknown], [nowhere, 'there'], [nowhere, m.digest], [nowhere, '.bad']] as const) {
+          expectOciError(await rawReq(a.url, 'GET', `/v2/${rr}/manifests/${ref}`), 404, 'MANIFEST_UNKNOWN');
+          const head = await rawReq(a.url, 'HEAD', `/v2/${rr}/manifests/${ref}`);
+          expect({ ref, status: head.status, body: head.body.length }).toEqual({ ref, status: 404, body: 0 });
+          expectOciError(await rawReq(a.url, 'DELETE', `/v2/${rr}/manifests/${ref}`), 404, 'MANIFEST_UNKNOWN');
+        }
+        // end-8: tags of a repository that is not there -> 404 NAME_UNKNOWN
+        expectOciError(await req(a.url, 'GET', `/v2/${nowhere}/tags/list`), 404, 'NAME_UNKNOWN');
+        expectOciError(await req(a.url, 'GET', `/v2/${nowhere}/tags/list?n=1&last=a`), 404, 'NAME_UNKNOWN');
+        // end-12: referrers never 404: an empty index for unknown subjects and repositories and
+        // for a valid digest of another algorithm; a malformed digest is 400 DIGEST_INVALID
+        for (const [rr, d] of [[r, unknown], [nowhere, unknown], [r, sha512]] as const) {
+          const res = await req(a.url, 'GET', `/v2/${rr}/referrers/${d}`);
+          expect({ d, status: res.status, type: res.headers.get('content-type') }).toEqual({ d, status: 200, type: MediaType.index });
+          expect(res.json()).toEqual({ schemaVersion: 2, mediaType: MediaType.index, manifests: [] });
+        }
+        for (const d of ['sha256:short', 'sha256:nothex', `sha256:${'A'.repeat(64)}`, 'md5:abc', 'nodigest', `sha512:${'ab'.repeat(32)}`]) {
+          expectOciError(await req(a.url, 'GET', `/v2/${r}/referrers/${d}`), 400, 'DIGEST_INVALID');
+        }
+        // end-13, end-14 (and end-5, end-6): a session that is not there -> 404 BLOB_UPLOAD_UNKNOWN
+        const gone = `/v2/${r}/blobs/uploads/${crypto.randomUUID()}`;
+        expectOciError(await req(a.url, 'GET', gone), 404, 'BLOB_UPLOAD_UNKNOWN');
+        expectOciError(await req(a.url, 'DELETE', gone), 404, 'BLOB_UPLOAD_UNKNOWN');
+        expectOciError(await req(a.url, 'PATCH', gone, { headers: { ...OCTET, 'content-range': '0-299' }, body: content.bytes }), 404, 'BLOB_UPLOAD_UNKNOWN');
+        expectOciError(await req(a.url, 'PUT', withDigest(new URL(gone, a.url).toString(), content.digest), { headers: OCTET, body: content.bytes }), 404, 'BLOB_UPLOAD_UNKNOWN');
+        // end-4b: a malformed or unsupported digest -> 400 DIGEST_INVALID, nothing stored
+        for (const d of malformed) {
+          expectOciError(await req(a.url, 'POST', `/v2/${r}/blobs/uploads/?digest=${encodeURIComponent(d)}`, { headers: OCTET, body: content.bytes }), 400, 'DIGEST_INVALID');
+        }
+        // methods an endpoint does not have -> 405 UNSUPPORTED, whatever the reference
+        for (const [method, path] of [
+          ['POST', `/v2/${r}/manifests/there`],
+          ['POST', `/v2/${r}/manifests/.bad`],
+          ['PATCH', `/v2/${r}/manifests/${m.digest}`],
+          ['PUT', `/v2/${r}/blobs/${content.digest}`],
+          ['POST', `/v2/${r}/tags/list`],
+          ['DELETE', `/v2/${r}/referrers/${m.digest}`],
+          ['POST', '/v2/'],
+        ] as const) {
+          expectOciError(await rawReq(a.url, method, path, { headers: { ...OCTET, 'content-length': '1' }, body: Buffer.from('x') }), 405, 'UNSUPPORTED');
+        }
+      });
+
+      // end-1
+      const base = await req(a.url, 'GET', '/v2/');
+      expect(base.status).toBe(200);
+      // end-4a: 202, Location with a UUID, Range 0-0, Docker-Upload-UUID
+      const loc = await startUpload(a.url, r);
+      const started = await req(a.url, 'GET', loc);
+      expect({ status: started.status, range: started.headers.get('range') }).toEqual({ status: 204, range: '0-0' }); // end-13
+      // end-6: the closing PUT without a digest, or with a malformed one -> 400 DIGEST_INVALID;
+      // the session stays
+      expectOciError(await req(a.url, 'PUT', loc, { headers: OCTET, body: content.bytes }), 400, 'DIGEST_INVALID');
+      expectOciError(await req(a.url, 'PUT', withDigest(loc, 'sha256:short'), { headers: OCTET, body: content.bytes }), 400, 'DIGEST_INVALID');
+      expect((await req(a.url, 'GET', loc)).status).toBe(204);
+      // end-5: 202 with Location and Range; end-6: 201 with Location and Docker-Content-Digest
+      const patched = await req(a.url, 'PATCH', loc, { headers: { ...OCTET, 'content-range': '0-299' }, body: content.bytes });
+      expect({ status: patched.status, location: patched.headers.get('location'), range: patched.headers.get('range') }).toEqual({ status: 202, location: new URL(loc).pathname, range: '0-299' });
+      const closed = await req(a.url, 'PUT', withDigest(loc, content.digest));
+      expect({ status: closed.status, location: closed.headers.get('location'), digest: closed.headers.get('docker-content-digest') }).toEqual({
+        status: 201,
+        location: `/v2/${r}/blobs/${content.digest}`,
+        digest: content.digest,
+      });
+      // end-14: 204, and the session is gone
+      const l2 = await startUpload(a.url, r);
+      expect((await req(a.url, 'DELETE', l2)).status).toBe(204);
+      expectOciError(await req(a.url, 'GET', l2), 404, 'BLOB_UPLOAD_UNKNOWN');
+      // end-4b: an empty blob in one POST
+      const empty = await req(a.url, 'POST', `/v2/${r}/blobs/uploads/?digest=${emptyBlob.digest}`, { headers: OCTET, body: Buffer.alloc(0) });
+      expect({ status: empty.status, location: empty.headers.get('location'), digest: empty.headers.get('docker-content-digest') }).toEqual({
+        status: 201,
+        location: `/v2/${r}/blobs/${emptyBlob.digest}`,
+        digest: emptyBlob.digest,
+      });
+      const emptyGet = await req(a.url, 'GET', `/v2/${r}/blobs/${emptyBlob.digest}`);
+      expect({ status: emptyGet.status, length: emptyGet.headers.get('content-length'), digest: emptyGet.headers.get('docker-content-digest') }).toEqual({ status: 200, length: '0', digest: emptyBlob.digest });
+      // ... of which no range can be had
+      const emptyRange = await req(a.url, 'GET', `/v2/${r}/blobs/${emptyBlob.digest}`, { headers: { range: 'bytes=0-' } });
+      expect({ status: emptyRange.status, range: emptyRange.headers.get('content-range') }).toEqual({ status: 416, range: 'bytes */0' });
+      // end-11: a mount the registry cannot do starts an upload (202): a malformed digest, an
+      // invalid or absent source, a source without the blob
+      for (const q of [`mount=sha256:short&from=${r}`, `mount=${content.digest}&from=Bad_Name`, `mount=${content.digest}`, `mount=${unknown}&from=${r}`, `mount=${content.digest}&from=${nowhere}`]) {
+        const res = await req(a.url, 'POST', `/v2/${repo('spec-table-dst')}/blobs/uploads/?${q}`);
+        expect({ q, status: res.status }).toEqual({ q, status: 202 });
+        expect(res.headers.get('location')).toMatch(/\/blobs\/uploads\/[0-9a-f-]{36}$/);
+        expect((await req(a.url, 'DELETE', new URL(res.headers.get('location')!, a.url).toString())).status).toBe(204);
+      }
+      const mounted = await req(a.url, 'POST', `/v2/${repo('spec-table-dst')}/blobs/uploads/?mount=${content.digest}&from=${r}`);
+      expect({ status: mounted.status, location: mounted.headers.get('location'), digest: mounted.headers.get('docker-content-digest') }).toEqual({
+        status: 201,
+        location: `/v2/${repo('spec-table-dst')}/blobs/${content.digest}`,
+        digest: content.digest,
+      });
+      // end-2 with Range: another unit is ignored, so are several ranges (the whole blob); a
+      // backwards range is 416
+      for (const range of ['items=0-5', 'bytes=0-1,5-6']) {
+        const res = await req(a.url, 'GET', `/v2/${r}/blobs/${content.digest}`, { headers: { range } });
+        expect({ range, status: res.status, length: res.headers.get('content-length') }).toEqual({ range, status: 200, length: '300' });
+        expect(res.body.equals(content.bytes)).toBe(true);
+      }
+      for (const range of ['bytes=200-100', 'bytes=abc', 'bytes=300-']) {
+        const res = await req(a.url, 'GET', `/v2/${r}/blobs/${content.digest}`, { headers: { range } });
+        expect({ range, status: res.status, range416: res.headers.get('content-range') }).toEqual({ range, status: 416, range416: 'bytes */300' });
+        expectOciError(res, 416, 'BLOB_UPLOAD_INVALID');
+      }
+      // end-3 success: Docker-Content-Digest and Content-Length, by tag and by digest, GET and HEAD
+      for (const method of ['GET', 'HEAD']) {
+        const res = await req(a.url, method, `/v2/${r}/manifests/there`);
+        expect({ status: res.status, digest: res.headers.get('docker-content-digest'), length: res.headers.get('content-length') }).toEqual({ status: 200, digest: m.digest, length: String(m.size) });
+      }
+    });
+
+    it('tags list: n and last as the spec has them; a malformed n is 400', async () => {
+      const r = repo('tags-n');
+      const m = await pushImage(a.url, r, 'a', { config: plainConfig(), layers: [randomBlob(10)] });
+      for (const t of ['B', 'c', 'd']) expect((await putManifest(a.url, r, t, m)).status).toBe(201);
+      const list = async (q: string) => {
+        const res = await req(b.url, 'GET', `/v2/${r}/tags/list${q}`);
+        expect(res.status, q).toBe(200);
+        return { tags: (res.json() as { tags: string[] }).tags, link: res.headers.get('link') };
+      };
+      // ASCIIbetical (Go's sort.Strings), which the spec allows; last compares the same way
+      expect(await list('')).toEqual({ tags: ['B', 'a', 'c', 'd'], link: null });
+      expect(await list('?n=0')).toEqual({ tags: [], link: null });
+      expect(await list('?n=4')).toEqual({ tags: ['B', 'a', 'c', 'd'], link: null }); // exactly all: no next page
+      expect(await list('?n=100')).toEqual({ tags: ['B', 'a', 'c', 'd'], link: null });
+      expect(await list('?n=3')).toEqual({ tags: ['B', 'a', 'c'], link: `</v2/${r}/tags/list?n=3&last=c>; rel="next"` });
+      expect(await list('?n=1&last=B')).toEqual({ tags: ['a'], link: `</v2/${r}/tags/list?n=1&last=a>; rel="next"` });
+      expect(await list('?last=a')).toEqual({ tags: ['c', 'd'], link: null });
+      expect(await list('?last=bb')).toEqual({ tags: ['c', 'd'], link: null }); // a tag that is not there
+      expect(await list('?last=d')).toEqual({ tags: [], link: null });
+      expect(await list('?n=2&last=zzz')).toEqual({ tags: [], link: null });
+      for (const n of ['', 'abc', '-1', '1.5', '1e1', '0x2', '+1', ' 1']) {
+        expectOciError(await req(a.url, 'GET', `/v2/${r}/tags/list?n=${encodeURIComponent(n)}`), 400, 'UNSUPPORTED');
+        expectOciError(await req(a.url, 'GET', `/v2/_catalog?n=${encodeURIComponent(n)}`), 400, 'UNSUPPORTED');
+      }
     });
 
     // ---- 4. two registry instances on one storage ------------------------------------------------
