@@ -18,7 +18,15 @@ export interface ServerOptions {
   redirectBlobs?: boolean;
   /** Users, scopes and tokens (config `auth`); absent or disabled: an open registry. */
   auth?: AuthConfig;
+  /**
+   * At start, what interrupted uploads left in storage (temp files, multipart uploads) untouched
+   * for this long is removed (default one hour, garbage collection's default); fs temp files of
+   * a process that is gone go at once.
+   */
+  staleUploadGraceMs?: number;
 }
+
+const HOUR = 3600_000;
 
 export async function buildServer(opts: ServerOptions): Promise<{ app: FastifyInstance; registry: Registry; catalog: Catalog; metrics: Metrics }> {
   const metrics = new Metrics();
@@ -44,6 +52,16 @@ export async function buildServer(opts: ServerOptions): Promise<{ app: FastifyIn
   app.addHook('onResponse', (req, reply, done) => {
     req.log.info({ method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 }, 'request');
     done();
+  });
+  // A crash leaves its temp files behind: swept when an instance starts, not at the next hourly
+  // garbage collection. A failure here is no reason not to serve.
+  app.addHook('onReady', async () => {
+    try {
+      const removed = await registry.driver.abortStaleUploads(new Date(Date.now() - (opts.staleUploadGraceMs ?? HOUR)));
+      if (removed) app.log.info({ removed }, 'removed what interrupted uploads left behind');
+    } catch (err) {
+      app.log.warn({ err }, 'could not sweep what interrupted uploads left behind');
+    }
   });
   app.get('/healthz', async () => {
     await opts.driver.stat('/v2').catch(() => undefined);

@@ -93,8 +93,9 @@ export interface StorageDriver {
   /**
    * Removes what interrupted writes left behind before `olderThan`: multipart uploads that were
    * never completed nor aborted (S3 keeps and bills them; RGW leaves them when it dies
-   * mid-upload), temp files of a crashed process (fs). Returns how many were removed. Meant for
-   * garbage collection with a grace period longer than any upload.
+   * mid-upload), temp files of a crashed process (fs; those of a process known to be gone go
+   * whatever their age). Returns how many were removed. Meant for garbage collection and each
+   * registry's start, with a grace period longer than any upload.
    */
   abortStaleUploads(olderThan: Date): Promise<number>;
 }
