@@ -27,6 +27,13 @@ export const OciCode = {
 
 export type OciErrorCode = keyof typeof OciCode;
 
+const WIRE_CODE: Partial<Record<OciErrorCode, OciErrorCode>> = {
+  TAG_IMMUTABLE: 'DENIED',
+  MANIFEST_TOO_LARGE: 'SIZE_INVALID',
+  RANGE_INVALID: 'BLOB_UPLOAD_INVALID',
+  TAG_INVALID: 'MANIFEST_INVALID',
+};
+
 export class OciError extends Error {
   readonly code: OciErrorCode;
   readonly status: number;
@@ -40,8 +47,9 @@ export class OciError extends Error {
   }
 
   body(): { errors: Array<{ code: string; message: string; detail?: unknown }> } {
-    // Codes that are vztpl's own travel as the nearest standard code, with ours in the detail.
-    const wire = this.code === 'TAG_IMMUTABLE' ? 'DENIED' : this.code === 'MANIFEST_TOO_LARGE' ? 'SIZE_INVALID' : this.code === 'RANGE_INVALID' ? 'BLOB_UPLOAD_INVALID' : this.code;
+    // A 4xx code MUST be one of the spec's table: codes that are not (vztpl's own, and
+    // Distribution's TAG_INVALID) travel as the nearest standard code, with ours in the detail.
+    const wire = WIRE_CODE[this.code] ?? this.code;
     const detail = wire === this.code ? this.detail : { vztplCode: this.code, ...(typeof this.detail === 'object' && this.detail ? this.detail : {}) };
     return { errors: [{ code: wire, message: this.message, ...(detail === undefined ? {} : { detail }) }] };
   }

@@ -43,8 +43,12 @@ import {
 
 const OCTET = { 'content-type': 'application/octet-stream' };
 
+/** The codes a 4xx JSON error body may carry: the distribution spec's table (code-1 to code-14). */
+const SPEC_CODES = ['BLOB_UNKNOWN', 'BLOB_UPLOAD_INVALID', 'BLOB_UPLOAD_UNKNOWN', 'DIGEST_INVALID', 'MANIFEST_BLOB_UNKNOWN', 'MANIFEST_INVALID', 'MANIFEST_UNKNOWN', 'NAME_INVALID', 'NAME_UNKNOWN', 'SIZE_INVALID', 'UNAUTHORIZED', 'DENIED', 'UNSUPPORTED', 'TOOMANYREQUESTS'];
+
 function expectOciError(res: Res, status: number, code: string): void {
   expect({ status: res.status, code: errorCode(res), body: res.text.slice(0, 300) }).toMatchObject({ status, code });
+  if (status < 500) expect(SPEC_CODES).toContain(code);
   expect(res.headers.get('content-type')).toMatch(/^application\/json/);
   expect(typeof errorOf(res).message).toBe('string');
 }
@@ -875,10 +879,10 @@ export function registrySuite(name: string, make: () => Promise<RegistryStorage>
         { what: 'PUT by a malformed digest', ref: 'sha256:1234', body: good.bytes, status: 400, code: 'DIGEST_INVALID' },
         { what: 'PUT by a digest of an algorithm not taken', ref: `sha512:${'ab'.repeat(64)}`, body: good.bytes, status: 400, code: 'DIGEST_INVALID' },
         { what: 'PUT by an uppercase digest', ref: good.digest.toUpperCase(), body: good.bytes, status: 400, code: 'DIGEST_INVALID' },
-        { what: 'an invalid tag (leading dash)', ref: '-bad', body: good.bytes, status: 400, code: 'TAG_INVALID' },
-        { what: 'an invalid tag (too long)', ref: 'x'.repeat(129), body: good.bytes, status: 400, code: 'TAG_INVALID' },
-        { what: 'an invalid tag (leading dot)', ref: '.hidden', body: good.bytes, status: 400, code: 'TAG_INVALID' },
-        { what: 'an invalid tag (a plus sign)', ref: '1.0.0+build', body: good.bytes, status: 400, code: 'TAG_INVALID' },
+        { what: 'an invalid tag (leading dash)', ref: '-bad', body: good.bytes, status: 400, code: 'MANIFEST_INVALID', detail: { vztplCode: 'TAG_INVALID' } },
+        { what: 'an invalid tag (too long)', ref: 'x'.repeat(129), body: good.bytes, status: 400, code: 'MANIFEST_INVALID', detail: { vztplCode: 'TAG_INVALID' } },
+        { what: 'an invalid tag (leading dot)', ref: '.hidden', body: good.bytes, status: 400, code: 'MANIFEST_INVALID', detail: { vztplCode: 'TAG_INVALID' } },
+        { what: 'an invalid tag (a plus sign)', ref: '1.0.0+build', body: good.bytes, status: 400, code: 'MANIFEST_INVALID', detail: { vztplCode: 'TAG_INVALID' } },
       ];
       for (const c of cases) {
         const target = c.what === 'a layer of another repository' ? repo('bad-manifests-other') : r;
@@ -1293,6 +1297,17 @@ export function registrySuite(name: string, make: () => Promise<RegistryStorage>
         expect({ range, status: res.status, range416: res.headers.get('content-range') }).toEqual({ range, status: 416, range416: 'bytes */300' });
         expectOciError(res, 416, 'BLOB_UPLOAD_INVALID');
       }
+      // end-7: a subject that is not (yet) there MUST be accepted; OCI-Subject says it was seen
+      const refConfig = plainConfig();
+      await pushBlob(a.url, r, refConfig);
+      const referrer = imageManifest({ config: refConfig, layers: [content], subject: { mediaType: MediaType.manifest, digest: unknown, size: 123 } });
+      const refPut = await putManifest(a.url, r, referrer.digest, referrer);
+      expect({ status: refPut.status, subject: refPut.headers.get('oci-subject'), location: refPut.headers.get('location') }).toEqual({
+        status: 201,
+        subject: unknown,
+        location: `/v2/${r}/manifests/${referrer.digest}`,
+      });
+      expect(((await req(a.url, 'GET', `/v2/${r}/referrers/${unknown}`)).json() as { manifests: Array<{ digest: string }> }).manifests.map((x) => x.digest)).toEqual([referrer.digest]);
       // end-3 success: Docker-Content-Digest and Content-Length, by tag and by digest, GET and HEAD
       for (const method of ['GET', 'HEAD']) {
         const res = await req(a.url, method, `/v2/${r}/manifests/there`);
