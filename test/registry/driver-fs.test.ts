@@ -70,17 +70,21 @@ describe('fs driver specifics', () => {
     }
   });
 
-  it('abortStaleUploads removes temp files older than the cutoff only', async () => {
+  it('abortStaleUploads removes temp files older than the cutoff only, and only names of its own kind', async () => {
     const { root, driver, cleanup } = await makeFs();
     try {
       await driver.putContent('/warm', Buffer.from('up')); // creates the temp dir
-      const old = join(root, '.~tmp', 'crashed-writer');
+      const old = join(root, '.~tmp', '1700000000000-0123456789abcdef'); // a temp name of before the owner tag
       await writeFile(old, 'partial');
       const past = new Date(Date.now() - 2 * 3_600_000);
       await utimes(old, past, past);
+      const foreign = join(root, '.~tmp', 'crashed-writer');
+      await writeFile(foreign, 'not ours');
+      await utimes(foreign, past, past);
       const w = await driver.writer('/live');
       await w.write(Buffer.from('live'));
       expect(await driver.abortStaleUploads(new Date(Date.now() - 3_600_000))).toBe(1);
+      expect(await readdir(join(root, '.~tmp'))).toContain('crashed-writer');
       await w.commit();
       expect((await driver.getContent('/live')).toString()).toBe('live');
     } finally {
