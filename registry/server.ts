@@ -1,5 +1,6 @@
 // Builds the registry's fastify app: the OCI Distribution API, the template catalog API and the
 // health endpoint, over one storage driver. Plugins are encapsulated; errors are OCI JSON.
+import { setTimeout as sleep } from 'node:timers/promises';
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { prepareAuth, type AuthConfig } from './auth/setup.ts';
 import { Catalog } from './catalog.ts';
@@ -27,6 +28,7 @@ export interface ServerOptions {
 }
 
 const HOUR = 3600_000;
+const SWEEP_WAIT_MS = 2000;
 
 export async function buildServer(opts: ServerOptions): Promise<{ app: FastifyInstance; registry: Registry; catalog: Catalog; metrics: Metrics }> {
   const metrics = new Metrics();
@@ -53,15 +55,17 @@ export async function buildServer(opts: ServerOptions): Promise<{ app: FastifyIn
     req.log.info({ method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 }, 'request');
     done();
   });
-  // A crash leaves its temp files behind: swept when an instance starts, not at the next hourly
-  // garbage collection. A failure here is no reason not to serve.
+  // A crash leaves its temp files behind: swept when an instance starts, not at the next
+  // garbage collection. A failure here is no reason not to serve, nor is slow storage a reason
+  // to start late: a sweep that takes longer than a moment goes on in the background.
   app.addHook('onReady', async () => {
-    try {
-      const removed = await registry.driver.abortStaleUploads(new Date(Date.now() - (opts.staleUploadGraceMs ?? HOUR)));
-      if (removed) app.log.info({ removed }, 'removed what interrupted uploads left behind');
-    } catch (err) {
-      app.log.warn({ err }, 'could not sweep what interrupted uploads left behind');
-    }
+    const sweep = registry.driver.abortStaleUploads(new Date(Date.now() - (opts.staleUploadGraceMs ?? HOUR))).then(
+      (removed) => {
+        if (removed) app.log.info({ removed }, 'removed what interrupted uploads left behind');
+      },
+      (err: unknown) => app.log.warn({ err }, 'could not sweep what interrupted uploads left behind'),
+    );
+    await Promise.race([sweep, sleep(SWEEP_WAIT_MS, undefined, { ref: false })]);
   });
   app.get('/healthz', async () => {
     await opts.driver.stat('/v2').catch(() => undefined);
