@@ -180,13 +180,14 @@ export class PasswordGuard {
     if (waitAddress || waitUser) return { ok: false, kind: 'limited', by: waitAddress ? 'address' : 'user', retryAfter: Math.max(1, Math.ceil(Math.max(waitAddress, waitUser) / 1000)) };
     // Counted as failed until it succeeds: concurrent guesses cannot exceed the allowance.
     this.byAddress.take(address, now);
+    // No user can have a malformed name: no check, and no bucket keyed by arbitrary text.
+    if (!USER_NAME.test(name)) return this.failed(name, ip, address, true, 'malformed user name', log);
     if (!trusted) this.byUser.take(name, now);
     const refund = () => {
       const t = this.now();
       this.byAddress.give(address, t);
       if (!trusted) this.byUser.give(name, t);
     };
-    if (!USER_NAME.test(name)) return this.failed(name, ip, address, trusted, 'malformed user name', log);
     const user = await lookup(name);
     const remembered = this.digest('pwd', name, password);
     const hit = user ? this.cache.get(remembered) : undefined;

@@ -787,6 +787,12 @@ describe('password guessing', () => {
       { audit: 'login-failed', user: 'u', address: ip, why: 'wrong password' },
       { audit: 'login-failed', user: 'nobody', address: '2001:db8:1:2:ffff::1', why: 'no such user', refusedFor: 30 },
     ]);
+    // A name no user can have costs the address an attempt, but no check.
+    const started = performance.now();
+    expect(await guard.check('x'.repeat(5000), 'bad', '192.0.2.1', lookup, log)).toEqual({ ok: false, kind: 'invalid' });
+    expect(await guard.check('a:b c', 'bad', '192.0.2.1', lookup, log)).toEqual({ ok: false, kind: 'invalid' });
+    expect(performance.now() - started).toBeLessThan(50);
+    expect(await guard.check('u', 'right', '192.0.2.1', lookup, log)).toMatchObject({ kind: 'limited', by: 'address' });
     expect(addressKey('::ffff:192.0.2.7')).toBe('192.0.2.7');
     expect(addressKey('fe80::1%eth0')).toBe(addressKey('fe80:0:0:0:abcd::2'));
     expect(addressKey('2001:db8::1')).not.toBe(addressKey('2001:db8:0:1::1'));
