@@ -14,7 +14,7 @@ import type { Digest } from '../format/digest.ts';
 import { digestHex, isDigest } from '../format/digest.ts';
 import { bundleConfig } from './bundle.ts';
 import { lockExclusive } from '../common/lock.ts';
-import { holdForUse, type Hold } from './holds.ts';
+import { holdForUse, sweepDeadHolds, type Hold } from './holds.ts';
 import { isMounted, mountOverlay, mountPoints, overlayOptions, unmount, type OverlaySpec } from './mounts.ts';
 import type { Store, TemplateRef } from './store.ts';
 
@@ -102,7 +102,7 @@ export async function createContainer(opts: CreateOptions): Promise<ContainerRec
   const lock = await lockExclusive(store.lockPath(`ct-${ctid}`));
   let hold: Hold | undefined;
   try {
-    sweepContainerLeftovers(store);
+    sweepDeadWork(store);
     if (exists(p.dir)) throw new VztplError(`container ${ctid} exists already (vztpl destroy ${ctid} first)`, ExitCode.conflict);
     // Held until the container's record names the template: a prune meanwhile keeps it whole
     // (its reference, blobs and layers), and one that ran before is seen in what is missing.
@@ -152,9 +152,16 @@ export async function createContainer(opts: CreateOptions): Promise<ContainerRec
   }
 }
 
-/** Staging trees of creates and destroys whose process died (they hold no mounts). */
-export function sweepContainerLeftovers(store: Store): void {
+/**
+ * What dead commands left that costs a directory read to find: staging trees of creates and
+ * destroys (they hold no mounts), holds and half-made lock files, temporary files in tmp/.
+ * Every command that changes or lists the store calls this; pulls and prunes also sweep the
+ * extraction temps beside the layers (cache/pull.ts).
+ */
+export function sweepDeadWork(store: Store): void {
   sweepDeadPidEntries(store.containersDir(), (name) => Number(/^\..+\.(?:creating|destroying)-(\d+)$/.exec(name)?.[1]) || undefined);
+  sweepDeadHolds(store);
+  sweepDeadPidEntries(store.tmpDir(), (name) => Number(/^[a-z]+-(\d+)-/.exec(name)?.[1]) || undefined);
 }
 
 /**
@@ -277,7 +284,7 @@ export async function readContainer(store: Store, ctid: string): Promise<Contain
 }
 
 export async function listContainers(store: Store): Promise<Array<ContainerRecord & { mounted: boolean }>> {
-  sweepContainerLeftovers(store);
+  sweepDeadWork(store);
   const out: Array<ContainerRecord & { mounted: boolean }> = [];
   const mounted = mountPoints();
   for (const name of namesIn(store.containersDir())) {
@@ -294,7 +301,7 @@ export async function destroyContainer(store: Store, ctid: string): Promise<void
   if (!exists(paths(store, ctid).dir)) throw new VztplError(`no container ${ctid}`, ExitCode.notFound);
   const lock = await lockExclusive(store.lockPath(`ct-${ctid}`));
   try {
-    sweepContainerLeftovers(store);
+    sweepDeadWork(store);
     if (!exists(paths(store, ctid).dir)) throw new VztplError(`no container ${ctid}`, ExitCode.notFound);
     removeContainer(store, ctid);
   } finally {

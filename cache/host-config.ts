@@ -42,6 +42,10 @@ export function normalizeRegistry(value: string): string {
     if (value.length === 4) throw new UsageError(`invalid registry ${JSON.stringify(value)}: oci: needs a directory`);
     return `oci:${resolve(value.slice(4))}`;
   }
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(value)?.[1];
+  const refuse = () => new UsageError(`invalid registry ${JSON.stringify(value)}: give HOST[:PORT], http://HOST[:PORT] or https://HOST[:PORT]`);
+  if (scheme !== undefined && scheme !== 'http' && scheme !== 'https') throw refuse();
+  if (!value.slice(scheme === undefined ? 0 : scheme.length + 3).replace(/\/+$/, '')) throw refuse();
   const base = registryBaseURL(value);
   let url: URL | undefined;
   try {
@@ -49,9 +53,7 @@ export function normalizeRegistry(value: string): string {
   } catch {
     url = undefined;
   }
-  if (!url || !url.hostname || url.search || url.hash || url.username || url.password || (url.pathname !== '/' && url.pathname !== '')) {
-    throw new UsageError(`invalid registry ${JSON.stringify(value)}: give HOST[:PORT], http://HOST[:PORT] or https://HOST[:PORT]`);
-  }
+  if (!url || !url.hostname || url.search || url.hash || url.username || url.password || (url.pathname !== '/' && url.pathname !== '')) throw refuse();
   return base;
 }
 

@@ -4,7 +4,6 @@
 // fetched and extracted once; concurrent pulls (several processes) wait on one lock per layer.
 import { createWriteStream } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
-import { sweepDeadPidEntries } from '../common/pids.ts';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -12,8 +11,8 @@ import { ExitCode, VztplError } from '../common/errors.ts';
 import { sha256, isDigest, type Digest } from '../format/digest.ts';
 import { ociArchitecture, type ImageConfig } from '../format/oci.ts';
 import { acquire } from '../common/lock.ts';
-import { holdForUse, sweepDeadHolds } from './holds.ts';
-import { sweepContainerLeftovers } from './containers.ts';
+import { holdForUse } from './holds.ts';
+import { sweepDeadWork } from './containers.ts';
 import { extractLayer, sweepStaleTemps } from './extract.ts';
 import type { TemplateSource } from './source.ts';
 import { Store, type LayerRecord, type TemplateRef } from './store.ts';
@@ -63,10 +62,8 @@ export async function pull(opts: PullOptions): Promise<TemplateRef> {
  * holds and half-written lock files, staging trees of creates and destroys.
  */
 export async function sweepLeftovers(store: Store): Promise<void> {
-  sweepDeadHolds(store);
-  sweepContainerLeftovers(store);
+  sweepDeadWork(store);
   await sweepStaleTemps(join(store.root, 'layers', 'sha256'));
-  sweepDeadPidEntries(store.tmpDir(), (name) => Number(/^[a-z]+-(\d+)-/.exec(name)?.[1]) || undefined);
 }
 
 async function pullTemplate(opts: PullOptions): Promise<TemplateRef> {
