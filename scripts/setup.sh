@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything vztpl and its tests need on a Debian 12 host (run as root):
 # the host tools (Debian packages), Node.js 24 LTS from the npm registry, the npm dependencies,
-# and the `vztpl` command itself. Safe to run again.
+# and the `vztpl` command itself (a copy: scripts/install-cli.sh). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,7 +36,13 @@ if command -v systemctl >/dev/null && systemctl is-enabled --quiet docker-regist
   systemctl disable --now docker-registry || true
 fi
 
-# Node 24 LTS: Debian 12's Node is past its end of life. The npm registry carries Node itself.
+# Node 24 LTS: Debian 12's Node is past its end of life. The npm registry carries Node itself;
+# npm comes from Debian when the machine has none yet.
+if ! command -v npm >/dev/null; then
+  echo "setup: installing npm from Debian's packages (to fetch Node.js 24)"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm
+fi
 node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
 if [ "$node_major" -lt 24 ]; then
   echo "setup: installing Node.js 24 into /usr/local"
@@ -49,5 +55,4 @@ echo "setup: node $(node --version)"
 
 npm ci --no-audit --no-fund
 npm run build
-npm install -g --prefix /usr/local --no-audit --no-fund . >/dev/null
-echo "setup: vztpl $(vztpl --version) installed as $(command -v vztpl)"
+bash scripts/install-cli.sh /usr/local
