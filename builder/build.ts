@@ -136,7 +136,7 @@ function envEpoch(): number | undefined {
 }
 
 /** The step-cache key: everything that determines the layer's content, nothing else. */
-async function stepKey(item: PlanItem, parentChainId: string, ctx: StepContext): Promise<string> {
+export async function stepKey(item: PlanItem, parentChainId: string, ctx: Pick<StepContext, 'plan' | 'epoch' | 'metadataDigest'>): Promise<string> {
   const recipe = item.recipe.recipe;
   const input = {
     v: 1,
