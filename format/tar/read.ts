@@ -6,10 +6,35 @@
 import type { EntryType, TarEntry } from './header.ts';
 import { BLOCK, padding } from './header.ts';
 
+/** What is wrong with a tar stream. */
+export type TarFormatErrorKind =
+  /** The stream ends inside a header, a pax or long-name record, or an entry's data. */
+  | 'truncated'
+  /** The stream ends cleanly between entries, without the end-of-archive marker. */
+  | 'no-end-marker'
+  | 'bad-checksum'
+  /** A numeric header field (mode, uid, size, ...) is malformed, negative or too large. */
+  | 'bad-number-field'
+  /** A pax record, or a pax value that must be a number, is malformed. */
+  | 'bad-pax-record'
+  /** A pax or long-name header larger than the reader holds in memory. */
+  | 'oversized-meta-header'
+  | 'unsupported-entry-type'
+  | 'nul-in-name';
+
 export class TarFormatError extends Error {
-  constructor(message: string) {
-    super(message);
+  readonly kind: TarFormatErrorKind;
+  /**
+   * The byte of the stream the error is about, which the message ends with ("at byte N"): for
+   * 'truncated', where the stream ends; otherwise the offset of the header at fault.
+   * Undefined for errors in a header field or pax record, and for 'no-end-marker'.
+   */
+  readonly offset: number | undefined;
+  constructor(kind: TarFormatErrorKind, description: string, offset?: number) {
+    super(offset === undefined ? description : `${description} at byte ${offset}`);
     this.name = 'TarFormatError';
+    this.kind = kind;
+    this.offset = offset;
   }
 }
 
@@ -60,7 +85,7 @@ class ByteReader {
   async read(n: number): Promise<Buffer | null> {
     if (!(await this.fill(n))) {
       if (this.buffered === 0) return null;
-      throw new TarFormatError(`archive truncated at byte ${this.offset + this.buffered}`);
+      throw new TarFormatError('truncated', 'archive truncated', this.offset + this.buffered);
     }
     const out = this.take(n);
     return out;
@@ -93,7 +118,7 @@ class ByteReader {
   async *stream(n: number): AsyncGenerator<Buffer> {
     let remaining = n;
     while (remaining > 0) {
-      if (this.buffered === 0 && !(await this.fill(1))) throw new TarFormatError(`archive truncated at byte ${this.offset}`);
+      if (this.buffered === 0 && !(await this.fill(1))) throw new TarFormatError('truncated', 'archive truncated', this.offset);
       const take = Math.min(remaining, this.chunks[0]!.length);
       remaining -= take;
       yield this.take(take);
@@ -117,15 +142,15 @@ function parseNumber(block: Buffer, offset: number, length: number, name: string
   const raw = block.subarray(offset, offset + length);
   if (raw[0]! & 0x80) {
     // GNU base-256: big-endian two's complement, first byte's top bit is the marker.
-    if (raw[0] === 0xff) throw new TarFormatError(`negative ${name} in tar header`);
+    if (raw[0] === 0xff) throw new TarFormatError('bad-number-field', `negative ${name} in tar header`);
     let value = raw[0]! & 0x7f;
     for (let i = 1; i < raw.length; i++) value = value * 256 + raw[i]!;
-    if (!Number.isSafeInteger(value)) throw new TarFormatError(`${name} too large in tar header`);
+    if (!Number.isSafeInteger(value)) throw new TarFormatError('bad-number-field', `${name} too large in tar header`);
     return value;
   }
   const text = raw.toString('latin1').replace(/[\0 ]+$/, '').replace(/^ +/, '');
   if (text === '') return 0;
-  if (!/^[0-7]+$/.test(text)) throw new TarFormatError(`malformed ${name} field "${text}" in tar header`);
+  if (!/^[0-7]+$/.test(text)) throw new TarFormatError('bad-number-field', `malformed ${name} field "${text}" in tar header`);
   return parseInt(text, 8);
 }
 
@@ -152,12 +177,12 @@ function parsePax(buf: Buffer): Pax {
   while (pos < buf.length) {
     if (buf[pos] === 0) break;
     const space = buf.indexOf(0x20, pos);
-    if (space === -1) throw new TarFormatError('malformed pax record');
+    if (space === -1) throw new TarFormatError('bad-pax-record', 'malformed pax record');
     const len = Number(buf.subarray(pos, space).toString('latin1'));
-    if (!Number.isInteger(len) || len <= space - pos + 1 || pos + len > buf.length || buf[pos + len - 1] !== 0x0a) throw new TarFormatError('malformed pax record length');
+    if (!Number.isInteger(len) || len <= space - pos + 1 || pos + len > buf.length || buf[pos + len - 1] !== 0x0a) throw new TarFormatError('bad-pax-record', 'malformed pax record length');
     const record = buf.subarray(space + 1, pos + len - 1);
     const eq = record.indexOf(0x3d);
-    if (eq === -1) throw new TarFormatError('malformed pax record (no "=")');
+    if (eq === -1) throw new TarFormatError('bad-pax-record', 'malformed pax record (no "=")');
     const key = record.subarray(0, eq).toString('utf8');
     const value = record.subarray(eq + 1);
     if (key.startsWith('SCHILY.xattr.')) pax.xattrs.set(key.slice('SCHILY.xattr.'.length), Buffer.from(value));
@@ -171,7 +196,7 @@ function paxNumber(pax: Pax | undefined, key: string): number | undefined {
   const v = pax?.strings.get(key);
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new TarFormatError(`malformed pax ${key} "${v}"`);
+  if (!Number.isFinite(n) || n < 0) throw new TarFormatError('bad-pax-record', `malformed pax ${key} "${v}"`);
   return key === 'mtime' ? Math.floor(n) : n;
 }
 
@@ -193,13 +218,13 @@ export async function* readTar(source: AsyncIterable<Buffer | Uint8Array | strin
   for (;;) {
     const offset = reader.offset;
     const block = await reader.read(BLOCK);
-    if (!block) throw new TarFormatError('archive ends without its end-of-archive marker');
+    if (!block) throw new TarFormatError('no-end-marker', 'archive ends without its end-of-archive marker');
     if (block.every((b) => b === 0)) return;
-    if (!verifyChecksum(block)) throw new TarFormatError(`bad header checksum at byte ${offset}`);
+    if (!verifyChecksum(block)) throw new TarFormatError('bad-checksum', 'bad header checksum', offset);
     const typeflag = String.fromCharCode(block[156]!);
     const size = paxNumber(localPax, 'size') ?? parseNumber(block, 124, 12, 'size');
     if (typeflag === 'x' || typeflag === 'g' || typeflag === 'L' || typeflag === 'K') {
-      if (size > MAX_META_SIZE) throw new TarFormatError(`oversized ${typeflag} header (${size} bytes) at byte ${offset}`);
+      if (size > MAX_META_SIZE) throw new TarFormatError('oversized-meta-header', `oversized ${typeflag} header (${size} bytes)`, offset);
       const data = (await reader.read(size + padding(size))) ?? Buffer.alloc(0);
       const body = data.subarray(0, size);
       if (typeflag === 'x') localPax = parsePax(body);
@@ -209,7 +234,7 @@ export async function* readTar(source: AsyncIterable<Buffer | Uint8Array | strin
       continue;
     }
     const type = TYPES[typeflag];
-    if (!type) throw new TarFormatError(`unsupported tar entry type "${typeflag.replace(/[^\x20-\x7e]/g, '?')}" at byte ${offset}`);
+    if (!type) throw new TarFormatError('unsupported-entry-type', `unsupported tar entry type "${typeflag.replace(/[^\x20-\x7e]/g, '?')}"`, offset);
     const pax = mergePax(globalPax, localPax);
     const magic = block.subarray(257, 263).toString('latin1');
     let name = field(block, 0, 100).toString('utf8');
@@ -262,7 +287,7 @@ function mergePax(global: Pax | undefined, local: Pax | undefined): Pax | undefi
 
 /** "./a/b/" -> "a/b"; the root itself becomes "". Safety checks are the extractor's job. */
 function normalizeName(name: string, offset: number): string {
-  if (name.includes('\0')) throw new TarFormatError(`entry name with a NUL byte at byte ${offset}`);
+  if (name.includes('\0')) throw new TarFormatError('nul-in-name', 'entry name with a NUL byte', offset);
   let n = name;
   while (n.startsWith('./')) n = n.slice(2);
   if (n === '.') n = '';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { encodeHeader, END_OF_ARCHIVE, padding, type TarEntry } from '../../format/tar/header.ts';
-import { readTar, TarFormatError } from '../../format/tar/read.ts';
+import { readTar, TarFormatError, type TarFormatErrorKind } from '../../format/tar/read.ts';
 
 function archive(entries: Array<{ entry: TarEntry; data?: Buffer }>, end = true): Buffer {
   const parts: Buffer[] = [];
@@ -99,5 +99,41 @@ describe('readTar', () => {
     for (let i = 0; i < 512; i++) sum += badSize[i]!;
     badSize.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 8, 'binary');
     await expect(readAll(badSize)).rejects.toThrow(/malformed size/);
+  });
+
+  it('says what is wrong as data: a kind, and the byte the message names', async () => {
+    /** A header for `entry` with `patch` applied and its checksum fixed. */
+    const patched = (entry: TarEntry, patch: (block: Buffer) => void) => {
+      const block = Buffer.from(encodeHeader(entry));
+      patch(block);
+      block.fill(0x20, 148, 156);
+      let sum = 0;
+      for (let i = 0; i < 512; i++) sum += block[i]!;
+      block.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 8, 'latin1');
+      return block;
+    };
+    const plain = file('a', 'data');
+    const one = archive([plain]);
+    const paxBody = Buffer.from('99 path=a\n');
+    const cases: Array<[name: string, buf: Buffer, kind: TarFormatErrorKind, offset: number | undefined]> = [
+      ['cut in a file', archive([file('a', 'x'.repeat(3000))]).subarray(0, 1500), 'truncated', 1500],
+      ['cut in a header', one.subarray(0, 300), 'truncated', 300],
+      ['no end marker', archive([plain], false), 'no-end-marker', undefined],
+      ['checksum', Buffer.concat([one.subarray(0, 1024), (() => { const h = Buffer.from(encodeHeader(plain.entry)); h[0] = 0x62; return h; })(), one.subarray(1024)]), 'bad-checksum', 1024],
+      ['type', Buffer.concat([one.subarray(0, 1024), patched(plain.entry, (b) => b.write('Z', 156, 'latin1')), one.subarray(1024)]), 'unsupported-entry-type', 1024],
+      ['number', Buffer.concat([patched(plain.entry, (b) => b.write('0x777\0\0\0', 100, 'latin1')), one.subarray(512)]), 'bad-number-field', undefined],
+      ['pax record', Buffer.concat([patched({ ...plain.entry, size: paxBody.length }, (b) => b.write('x', 156, 'latin1')), paxBody, Buffer.alloc(padding(paxBody.length)), one]), 'bad-pax-record', undefined],
+      ['oversized pax', Buffer.concat([one.subarray(0, 1024), patched({ ...plain.entry, size: 2 << 20 }, (b) => b.write('x', 156, 'latin1'))]), 'oversized-meta-header', 1024],
+      // encodeHeader puts the name into a pax header (two blocks): the entry's own header is at 1024.
+      ['NUL in a name', archive([{ entry: { ...plain.entry, path: 'a\0b' }, data: plain.data }]), 'nul-in-name', 1024],
+    ];
+    for (const [name, buf, kind, offset] of cases) {
+      const err = await readAll(buf).then(() => undefined, (e: unknown) => e);
+      expect(err, name).toBeInstanceOf(TarFormatError);
+      expect({ name, kind: (err as TarFormatError).kind, offset: (err as TarFormatError).offset }).toEqual({ name, kind, offset });
+      // The message names the same byte (the extractor uses the field, people read the message).
+      if (offset !== undefined) expect((err as Error).message, name).toMatch(new RegExp(` at byte ${offset}$`));
+      else expect((err as Error).message, name).not.toMatch(/at byte/);
+    }
   });
 });
