@@ -16,8 +16,9 @@ variables, variables over the file. S3 credentials, region and endpoint also com
 standard AWS sources (AWS_ACCESS_KEY_ID, AWS_PROFILE, AWS_ENDPOINT_URL_S3, ...).
 
 Access control (config "auth:", or VZTPL_AUTH_ENABLED, VZTPL_AUTH_ANONYMOUS_PULL,
-VZTPL_AUTH_USERS_FILE, VZTPL_AUTH_TOKEN_TTL, VZTPL_AUTH_SECRET, VZTPL_AUTH_REALM): off by
-default. When enabled, users come from the users file ("vztpl user add"), clients log in with
+VZTPL_AUTH_USERS_FILE, VZTPL_AUTH_TOKEN_TTL, VZTPL_AUTH_SECRET, VZTPL_AUTH_REALM, and the
+password-guessing limits auth.limits / VZTPL_AUTH_FAILURES_PER_ADDRESS, _FAILURES_PER_USER,
+_FAILURE_WINDOW, _CHECK_CONCURRENCY, _CHECK_QUEUE, _CACHE_TTL): off by default. When enabled, users come from the users file ("vztpl user add"), clients log in with
 "vztpl login" or "podman login", and tokens come from /token.
 `;
 
