@@ -20,7 +20,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { RegistryClient } from '../format/client.ts';
+import { RegistryClient } from '../client/registry-client.ts';
 import { sha256 } from '../format/digest.ts';
 import { MediaType } from '../format/oci.ts';
 import { hashPassword } from '../registry/auth/password.ts';

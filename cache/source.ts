@@ -3,7 +3,7 @@
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { ExitCode, UsageError, VztplError } from '../common/errors.ts';
-import { RegistryClient, RegistryError } from '../format/client.ts';
+import { RegistryClient, RegistryError } from '../client/registry-client.ts';
 import { sha256, isDigest, type Digest } from '../format/digest.ts';
 import { OciLayout } from '../format/layout.ts';
 import { MediaType } from '../format/oci.ts';

@@ -38,7 +38,7 @@ export async function sourceFor(req: TemplateRequest, registry: string | undefin
   if (!id) throw new VztplError(`${req.name} is not cached and no registry is configured (use --registry URL, VZTPL_REGISTRY, or name one: 127.0.0.1:5000/${req.name})`, ExitCode.notFound);
   const { LayoutSource, RegistrySource } = await import('../cache/source.ts');
   if (id.startsWith('oci:')) return new LayoutSource(id.slice(4));
-  const [{ RegistryClient }, { findCredentials }] = await Promise.all([import('../format/client.ts'), import('../format/auth-file.ts')]);
+  const [{ RegistryClient }, { findCredentials }] = await Promise.all([import('../client/registry-client.ts'), import('../client/credentials.ts')]);
   return new RegistrySource(id, new RegistryClient(id, { credentials: () => findCredentials(id) }));
 }
 

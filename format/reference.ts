@@ -1,5 +1,5 @@
 // Image references as users write them: [scheme://]REGISTRY/NAME[:TAG|@REF]. Shared by
-// `vztpl push` (format/client.ts) and the host's template requests (cache/host-config.ts); kept
+// `vztpl push` (client/registry-client.ts) and the host's template requests (cache/host-config.ts); kept
 // free of imports so that `vztpl create` loads nothing more for it.
 
 /** "127.0.0.1:5000" -> "http://127.0.0.1:5000": plain http for loopback hosts, https otherwise; a given scheme is kept. */

@@ -1,6 +1,6 @@
 import { UsageError } from '../../common/errors.ts';
-import { authFilePath, registryKey, storeCredentials } from '../../format/auth-file.ts';
-import { parseImageReference, RegistryClient } from '../../format/client.ts';
+import { authFilePath, registryKey, storeCredentials } from '../../client/credentials.ts';
+import { parseImageReference, RegistryClient } from '../../client/registry-client.ts';
 import { parseCommandArgs } from '../args.ts';
 import { promptHidden, promptLine, readSecretFromStdin } from '../prompt.ts';
 

@@ -1,5 +1,5 @@
 import { UsageError } from '../../common/errors.ts';
-import { authFilePath, registryKey, removeCredentials } from '../../format/auth-file.ts';
+import { authFilePath, registryKey, removeCredentials } from '../../client/credentials.ts';
 import { parseCommandArgs } from '../args.ts';
 import { registryBase } from './login.ts';
 

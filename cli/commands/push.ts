@@ -1,7 +1,7 @@
 import { UsageError } from '../../common/errors.ts';
 import { formatBytes } from '../../common/progress.ts';
-import { findCredentials } from '../../format/auth-file.ts';
-import { RegistryClient, parseImageReference } from '../../format/client.ts';
+import { findCredentials } from '../../client/credentials.ts';
+import { RegistryClient, parseImageReference } from '../../client/registry-client.ts';
 import { OciLayout } from '../../format/layout.ts';
 import { MediaType } from '../../format/oci.ts';
 import { parseCommandArgs } from '../args.ts';

@@ -14,7 +14,7 @@ import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { pack as tarPack } from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RegistryClient } from '../../format/client.ts';
+import { RegistryClient } from '../../client/registry-client.ts';
 import { sha256, type Digest } from '../../format/digest.ts';
 import { OciLayout } from '../../format/layout.ts';
 import { MediaType } from '../../format/oci.ts';
@@ -904,7 +904,7 @@ describe.skipIf(!havePodman || !isRoot)('podman', () => {
       const images = await podman('images', '--format', '{{.Repository}}:{{.Tag}} {{.ID}}');
       expect(images.stdout).toContain(`${closed.host}/acme/podman:1.0.0 ${img.configDigest.slice(7, 19)}`);
       // The same login serves vztpl (podman's auth file is one vztpl reads).
-      const reader = new RegistryClient(closed.url, { credentials: async () => (await import('../../format/auth-file.ts')).findCredentials(closed.host, env) });
+      const reader = new RegistryClient(closed.url, { credentials: async () => (await import('../../client/credentials.ts')).findCredentials(closed.host, env) });
       expect(await reader.tags('acme/podman')).toContain('1.0.0');
       // A user without pull on the repository is refused (403: denied).
       const outsider = await run('podman', ['login', '--tls-verify=false', '-u', 'outsider', '--password-stdin', closed.host], { env, input: 'outsider-pw\n' });

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RegistryClient } from '../../format/client.ts';
+import { RegistryClient } from '../../client/registry-client.ts';
 import { sha256, type Digest } from '../../format/digest.ts';
 import { MediaType } from '../../format/oci.ts';
 import { collectGarbage } from '../../registry/gc.ts';

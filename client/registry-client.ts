@@ -5,9 +5,9 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { ExitCode, VztplError } from '../common/errors.ts';
-import { splitReference, splitRegistry } from './reference.ts';
-import { registryKey, type Credentials } from './auth-file.ts';
-import type { Digest } from './digest.ts';
+import { splitReference, splitRegistry } from '../format/reference.ts';
+import { registryKey, type Credentials } from './credentials.ts';
+import type { Digest } from '../format/digest.ts';
 
 export interface ImageReference {
   /** Base URL of the registry, e.g. http://127.0.0.1:5000 */
