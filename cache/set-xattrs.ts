@@ -1,6 +1,7 @@
 // Node has no xattr API: one `setfattr --restore` process sets every extended attribute of an
 // extracted tree from a generated dump (getfattr's format), never following symlinks (-h).
 import { execFileSync } from 'node:child_process';
+import { getSystemErrorMap } from 'node:util';
 import { findProgram } from '../common/run.ts';
 import { MissingToolError } from '../common/errors.ts';
 
@@ -27,11 +28,20 @@ export function xattrDump(entries: Iterable<[path: string, xattrs: ReadonlyMap<s
 export class SetXattrError extends Error {
   /** The path setfattr names in its first error line, relative to the tree. */
   readonly path: string | undefined;
-  constructor(message: string, path: string | undefined) {
+  /** The errno name of setfattr's first error (EIO when it names none). */
+  readonly code: string;
+  constructor(message: string, path: string | undefined, code: string) {
     super(message);
     this.name = 'SetXattrError';
     this.path = path;
+    this.code = code;
   }
+}
+
+/** The errno name for a strerror text (setfattr reports only the text). */
+function errnoName(text: string): string {
+  for (const [, [name, strerror]] of getSystemErrorMap()) if (text.includes(strerror)) return name;
+  return 'EIO';
 }
 
 /** Restores `dump` below `cwd` with one setfattr process. */
@@ -45,6 +55,8 @@ export function restoreXattrs(cwd: string, dump: string): void {
     const stderr = String((err as { stderr?: Buffer }).stderr ?? '').trim();
     const first = stderr.split('\n')[0] ?? '';
     const m = /^setfattr: (.*): ([^:]+)$/.exec(first);
-    throw new SetXattrError(`setting extended attributes failed: ${stderr || (err as Error).message}`, m?.[1]);
+    const message = `setting extended attributes failed: ${stderr || (err as Error).message}`;
+    // The errno from the text after the path, which the archive names (and could fill with strerror texts).
+    throw new SetXattrError(message, m?.[1], errnoName(m?.[2] ?? message));
   }
 }
