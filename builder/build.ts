@@ -1,27 +1,25 @@
 // Recipe to template: runs the plan's items through the step cache, packs each new layer, and
 // writes the OCI image layout only when everything succeeded.
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
-import { extname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
 import { CommandError, VztplError } from '../common/errors.ts';
 import { silentReporter, type Reporter } from '../common/progress.ts';
-import { requirePrograms, run } from '../common/run.ts';
+import { requirePrograms } from '../common/run.ts';
 import { canonicalJson, Label, MediaType, ociArchitecture, type Compression, type Descriptor, type HistoryEntry, type ImageConfig, type ImageManifest, type LockedPackage } from '../format/oci.ts';
 import { sha256, type Digest } from '../format/digest.ts';
 import { writeLayoutAtomically } from '../format/layout.ts';
 import { packLayer } from '../format/tar/pack.ts';
 import { walkLayer } from '../format/tar/walk.ts';
-import { StepCache, DEFAULT_CACHE_DIR, type CachedLayer } from './cache.ts';
-import { chrootCommand, chrootEnv, runStepScript, shellQuote as q, type Bind } from './chroot.ts';
+import { parseLockLines } from '../format/packages/lock.ts';
+import { chrootCommand, chrootEnv, runStepScript, type Bind } from './chroot.ts';
 import { cleanTree } from './cleanup.ts';
 import { makeInjectedLayer } from './injected.ts';
 import { planBuild, resolvesPackages, stepInputs, type BuildPlan, type PlanItem } from './plan.ts';
 import { copySourcePath } from './recipe/load.ts';
-import { stepKind, type RpmBootstrapSpec, type Step } from './recipe/schema.ts';
+import type { PackageManager, StepRequest } from './managers/index.ts';
+import { stepKind, type Step } from './recipe/schema.ts';
 import { sourceFor } from './sources/index.ts';
-import type { PackageFamily } from './sources/source.ts';
-import type { RpmStepRequest } from './rpm-step.ts';
-import { rpmPackageLock } from './sources/dnf.ts';
+import { StepCache, DEFAULT_CACHE_DIR, type CachedLayer } from './step-cache.ts';
 
 export interface BuildOptions {
   recipe: string;
@@ -48,8 +46,6 @@ export interface BuildResult {
   seconds: number;
 }
 
-const DPKG_LOCK_FORMAT = '${Package}\\t${Version}\\t${Architecture}\\n';
-
 export async function build(opts: BuildOptions): Promise<BuildResult> {
   const started = performance.now();
   const reporter = opts.reporter ?? silentReporter;
@@ -66,10 +62,11 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const out = resolve(opts.out ?? join('out', recipe.name));
 
   reporter.emit({ event: 'build-start', name: recipe.name, version: recipe.version, recipe: plan.target.file, steps: plan.items.length });
-  const metadata = await source.metadataDigest(plan.bootstrap as never, signal);
+  const manager = source.manager;
+  const metadata = await manager.metadataDigest(plan.bootstrap, signal);
   const epoch = recipe.epoch ?? plan.chain[0]!.recipe.epoch ?? envEpoch() ?? Math.floor((metadata.date?.getTime() ?? 0) / 1000);
 
-  const ctx: StepContext = { plan, cache, epoch, family: source.family, compression, signal, reporter, metadataDigest: metadata.digest, replace: Boolean(opts.noCache || opts.refresh) };
+  const ctx: StepContext = { plan, cache, epoch, manager, compression, signal, reporter, metadataDigest: metadata.digest, replace: Boolean(opts.noCache || opts.refresh) };
   const layers: CachedLayer[] = [];
   let chainId = 'sha256:empty';
   for (const [i, item] of plan.items.entries()) {
@@ -121,7 +118,8 @@ interface StepContext {
   plan: BuildPlan;
   cache: StepCache;
   epoch: number;
-  family: PackageFamily;
+  /** The package manager of the bootstrap's family. */
+  manager: PackageManager;
   compression: Compression;
   signal: AbortSignal;
   reporter: Reporter;
@@ -167,32 +165,10 @@ async function runBootstrap(item: Extract<PlanItem, { kind: 'bootstrap' }>, key:
   const rootfs = join(work, 'rootfs');
   await mkdir(rootfs);
   const source = sourceFor(item.spec);
-  await source.bootstrap(item.spec as never, { root: rootfs, cacheDir: ctx.cache.packagesDir(source.family), epoch: ctx.epoch, arch: ctx.plan.target.recipe.arch, log, signal: ctx.signal });
+  await source.bootstrap(item.spec, { root: rootfs, cacheDir: ctx.cache.packagesDir(ctx.manager.family), epoch: ctx.epoch, arch: ctx.plan.target.recipe.arch, log, signal: ctx.signal });
   await cleanTree({ dir: rootfs, kind: 'rootfs' }, item.recipe.recipe.cleanup);
-  const packages = await rootfsPackages(rootfs, ctx);
+  const packages = await ctx.manager.packageLock(rootfs, ctx.plan.bootstrap, ctx.signal);
   return packAndStore(rootfs, 'rootfs', key, packages, historyFor(item, ctx), ctx);
-}
-
-async function rootfsPackages(rootfs: string, ctx: StepContext): Promise<LockedPackage[]> {
-  if (ctx.family === 'rpm') return rpmPackageLock(rootfs, (ctx.plan.bootstrap as RpmBootstrapSpec).dbpath);
-  const out = await run('chroot', [rootfs, 'dpkg-query', '-W', `-f=${DPKG_LOCK_FORMAT.replace(/\\t/g, '\t').replace(/\\n/g, '\n')}`], {
-    what: 'dpkg-query in the template',
-    cleanEnv: true,
-    env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' },
-    signal: ctx.signal,
-  });
-  return parseLock(out);
-}
-
-function parseLock(text: string): LockedPackage[] {
-  return text
-    .split('\n')
-    .filter((l) => l.trim())
-    .map((l) => {
-      const [name = '', version = '', arch = ''] = l.split('\t');
-      return { name, version, arch };
-    })
-    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
 async function runStep(
@@ -216,46 +192,34 @@ async function runStep(
   const binds: Bind[] = [];
   const lines: string[] = [];
   const args: string[] = [];
-  const rpmPackageStep = ctx.family === 'rpm' && (kind === 'install' || kind === 'remove');
+  const step: StepRequest = { root: join(work, 'merged'), env, lockFile, cacheRoot: ctx.cache.root, packagesDir: ctx.cache.packagesDir(ctx.manager.family), epoch: ctx.epoch, arch: recipe.arch };
+  let system = true;
 
-  if (ctx.family === 'deb' && (kind === 'install' || kind === 'remove')) {
-    const spec = ctx.plan.bootstrap as { mirror: string; suite: string };
-    const lists = join(ctx.cache.root, 'apt-lists', sha256(`${spec.mirror} ${spec.suite}`).slice(7, 23));
-    const debs = join(ctx.cache.packagesDir('deb'), 'debs');
-    await mkdir(join(lists, 'partial'), { recursive: true });
-    await mkdir(join(debs, 'partial'), { recursive: true });
-    binds.push({ host: lists, target: '/var/lib/apt/lists' }, { host: debs, target: '/var/cache/apt/archives' });
-    const apt = ['apt-get', '-q', '-o', 'Dir::Cache::pkgcache=', '-o', 'Dir::Cache::srcpkgcache=', '-o', 'APT::Sandbox::User=root', '-o', 'Acquire::Retries=3'];
-    lines.push(chrootCommand(env, [...apt, 'update']));
-    if (kind === 'install') {
-      lines.push(chrootCommand(env, [...apt, 'install', '-y', '--no-install-recommends', '--', ...(item.step as { install: string[] }).install]));
-    } else {
-      lines.push(chrootCommand(env, [...apt, 'purge', '-y', '--', ...(item.step as { remove: string[] }).remove]));
-      lines.push(chrootCommand(env, [...apt, 'autoremove', '--purge', '-y']));
-    }
-  } else if (rpmPackageStep) {
+  if (kind === 'install' || kind === 'remove') {
     const packages = kind === 'install' ? (item.step as { install: string[] }).install : (item.step as { remove: string[] }).remove;
-    lines.push(rpmStepCommand({ root: join(work, 'merged'), spec: ctx.plan.bootstrap as RpmBootstrapSpec, packages, remove: kind === 'remove', cacheDir: ctx.cache.packagesDir('rpm'), epoch: ctx.epoch, arch: recipe.arch }, lockFile));
-  } else if (kind === 'run') {
-    const step = item.step as { run: string; shell: string };
-    lines.push(chrootCommand(env, [step.shell, '-c', step.run]));
-  } else if (kind === 'copy') {
-    const { copy } = item.step as { copy: { src: string; dest: string; mode?: string; owner: string } };
-    const src = copySourcePath(item.recipe, copy.src);
-    const st = await stat(src);
-    if (!st.isFile()) throw new VztplError(`${item.recipe.file}: copy.src ${copy.src} is not a regular file`);
-    const mode = copy.mode ?? (st.mode & 0o7777).toString(8).padStart(4, '0');
-    args.push(src, copy.dest, copy.owner, mode);
-    lines.push(`${chrootCommand(env, ['/bin/sh', '-c', 'mkdir -p "$(dirname "$1")" && cat > "$1" && chown "$2" "$1" && chmod "$3" "$1"', 'copy'])} "$2" "$3" "$4" < "$1"`);
-  }
-  if (!rpmPackageStep) {
-    if (ctx.family === 'deb') lines.push(`${chrootCommand(['PATH=/usr/sbin:/usr/bin:/sbin:/bin', 'LC_ALL=C'], ['dpkg-query', '-W', `-f=${DPKG_LOCK_FORMAT}`])} > ${q(lockFile)}`);
-    else lines.push(rpmStepCommand({ root: join(work, 'merged'), spec: ctx.plan.bootstrap as RpmBootstrapSpec, packages: [], remove: false, cacheDir: ctx.cache.packagesDir('rpm'), epoch: ctx.epoch, arch: recipe.arch }, lockFile));
+    const commands = await ctx.manager.changeCommands(ctx.plan.bootstrap, packages, kind === 'remove', step);
+    lines.push(...commands.lines);
+    binds.push(...commands.binds);
+    system = commands.system;
+  } else {
+    if (kind === 'run') {
+      const { run: script, shell } = item.step as { run: string; shell: string };
+      lines.push(chrootCommand(env, [shell, '-c', script]));
+    } else if (kind === 'copy') {
+      const { copy } = item.step as { copy: { src: string; dest: string; mode?: string; owner: string } };
+      const src = copySourcePath(item.recipe, copy.src);
+      const st = await stat(src);
+      if (!st.isFile()) throw new VztplError(`${item.recipe.file}: copy.src ${copy.src} is not a regular file`);
+      const mode = copy.mode ?? (st.mode & 0o7777).toString(8).padStart(4, '0');
+      args.push(src, copy.dest, copy.owner, mode);
+      lines.push(`${chrootCommand(env, ['/bin/sh', '-c', 'mkdir -p "$(dirname "$1")" && cat > "$1" && chown "$2" "$1" && chmod "$3" "$1"', 'copy'])} "$2" "$3" "$4" < "$1"`);
+    }
+    lines.push(ctx.manager.lockCommand(ctx.plan.bootstrap, step));
   }
 
-  await makeInjectedLayer(injected, lowers, ctx.family, binds.map((b) => b.target));
+  await makeInjectedLayer(injected, lowers, ctx.manager.stepFiles, binds.map((b) => b.target));
   await runStepScript({
-    mount: { lowers: [injected, ...lowers], upper, work: overlayWork, merged: join(work, 'merged'), binds, system: !rpmPackageStep },
+    mount: { lowers: [injected, ...lowers], upper, work: overlayWork, merged: join(work, 'merged'), binds, system },
     script: lines.join('\n'),
     args,
     what: `${item.title}`,
@@ -263,7 +227,7 @@ async function runStep(
     signal: ctx.signal,
   });
   await cleanTree({ dir: upper, kind: 'upper', lowers }, recipe.cleanup);
-  const packages = parseLock(await readFile(lockFile, 'utf8').then((t) => t.replace(/\\t/g, '\t')));
+  const packages = parseLockLines(await readFile(lockFile, 'utf8').then((t) => t.replace(/\\t/g, '\t')));
   return packAndStore(upper, 'upper', key, packages, historyFor(item, ctx), ctx, lowers);
 }
 
@@ -274,12 +238,6 @@ function lowerTrees(below: readonly CachedLayer[]): string[] {
 
 function stepEnv(step: Step): Record<string, string> {
   return ('env' in step && step.env) || {};
-}
-
-function rpmStepCommand(req: RpmStepRequest, lockFile: string): string {
-  const self = fileURLToPath(import.meta.url);
-  const entry = join(self, '..', `rpm-step${extname(self)}`);
-  return [process.execPath, entry, JSON.stringify(req), lockFile].map(q).join(' ');
 }
 
 function historyFor(item: PlanItem, ctx: StepContext): HistoryEntry {
@@ -358,7 +316,7 @@ function imageFor(plan: BuildPlan, layers: readonly CachedLayer[], ctx: StepCont
       version: recipe.version,
       ...parts,
       recipeDigest: plan.recipeDigest,
-      family: ctx.family,
+      family: ctx.manager.family,
       packages: layers.at(-1)?.packages ?? [],
     },
   };

@@ -1,12 +1,13 @@
 // A read-only layer put on top of a step's stack for the duration of the step only: the
 // mount points the template lacks, the host's resolv.conf (so apt and dnf can resolve the
-// mirror), and, for Debian, a policy-rc.d that stops package scripts from starting services.
+// mirror), and the package manager's step files (for Debian, a policy-rc.d that stops package
+// scripts from starting services).
 // Being a lower layer it never reaches the step's upper dir, so it never reaches a template.
 // Its directories copy the metadata of the stack's own, so a copy-up inside them is exact.
 import { chmod, chown, lstat, mkdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Stats } from 'node:fs';
-import type { PackageFamily } from './sources/source.ts';
+import type { StepFile } from './managers/index.ts';
 
 async function topmost(lowers: readonly string[], path: string): Promise<Stats | undefined> {
   for (const lower of lowers) {
@@ -45,7 +46,7 @@ async function restoreTimes(dir: string, lowers: readonly string[], paths: reado
 }
 
 /** `mountpoints`: absolute paths of directories the step mounts on, created here if missing. */
-export async function makeInjectedLayer(dir: string, lowers: readonly string[], family: PackageFamily, mountpoints: readonly string[]): Promise<void> {
+export async function makeInjectedLayer(dir: string, lowers: readonly string[], files: readonly StepFile[], mountpoints: readonly string[]): Promise<void> {
   await mkdir(dir, { recursive: true });
   const written: string[] = [];
   for (const mountpoint of ['/proc', '/sys', '/dev', ...mountpoints]) {
@@ -62,9 +63,10 @@ export async function makeInjectedLayer(dir: string, lowers: readonly string[], 
     await writeFile(join(dir, 'etc/resolv.conf'), hostResolv, { mode: 0o644 });
     written.push('etc/resolv.conf');
   }
-  if (family === 'deb' && (await mirrorParents(dir, lowers, 'usr/sbin/policy-rc.d'))) {
-    await writeFile(join(dir, 'usr/sbin/policy-rc.d'), '#!/bin/sh\n# vztpl build: no services start in a chroot\nexit 101\n', { mode: 0o755 });
-    written.push('usr/sbin/policy-rc.d');
+  for (const file of files) {
+    if (!(await mirrorParents(dir, lowers, file.path))) continue;
+    await writeFile(join(dir, file.path), file.content, { mode: file.mode });
+    written.push(file.path);
   }
   await restoreTimes(dir, lowers, written);
 }

@@ -6,16 +6,18 @@ import { UsageError } from '../../common/errors.ts';
 import { isolated } from '../../common/isolate.ts';
 import { requirePrograms, run } from '../../common/run.ts';
 import type { DebianBootstrapSpec } from '../recipe/schema.ts';
-import { debianArch, inReleaseDigest } from './debian.ts';
+import { aptManager } from '../managers/apt.ts';
+import { debianArch } from './debian.ts';
 import type { BootstrapContext, BootstrapSource } from './source.ts';
 
 const DEBOOTSTRAP_VARIANTS: Record<string, string | undefined> = { minbase: 'minbase', buildd: 'buildd', standard: undefined };
 
 export const debootstrapSource: BootstrapSource<DebianBootstrapSpec> = {
   tool: 'debootstrap',
-  family: 'deb',
+  manager: aptManager,
+  family: aptManager.family,
   hostTools: { debootstrap: 'debootstrap', dpkg: 'dpkg' },
-  metadataDigest: inReleaseDigest,
+  metadataDigest: aptManager.metadataDigest,
   async bootstrap(spec: DebianBootstrapSpec, ctx: BootstrapContext): Promise<void> {
     requirePrograms(this.hostTools);
     if (!(spec.variant in DEBOOTSTRAP_VARIANTS)) {

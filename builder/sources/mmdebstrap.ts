@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { isolated } from '../../common/isolate.ts';
 import { requirePrograms, run } from '../../common/run.ts';
 import type { DebianBootstrapSpec } from '../recipe/schema.ts';
-import { debianArch, inReleaseDigest } from './debian.ts';
+import { aptManager } from '../managers/apt.ts';
+import { debianArch } from './debian.ts';
 import type { BootstrapContext, BootstrapSource } from './source.ts';
 
 // maybe-merged-usr runs the merged-usr hook only for suites that have the usr-is-merged
@@ -18,9 +19,10 @@ const MERGED_USR_HOOK = MERGED_USR_HOOKS.find((dir) => existsSync(dir));
 
 export const mmdebstrapSource: BootstrapSource<DebianBootstrapSpec> = {
   tool: 'mmdebstrap',
-  family: 'deb',
+  manager: aptManager,
+  family: aptManager.family,
   hostTools: { mmdebstrap: 'mmdebstrap', apt: 'apt', dpkg: 'dpkg' },
-  metadataDigest: inReleaseDigest,
+  metadataDigest: aptManager.metadataDigest,
   async bootstrap(spec: DebianBootstrapSpec, ctx: BootstrapContext): Promise<void> {
     requirePrograms(this.hostTools);
     const debs = join(ctx.cacheDir, 'debs');

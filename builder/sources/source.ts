@@ -1,5 +1,8 @@
 // A bootstrap source fills an empty directory with a distribution's base system.
-// One file per source (debootstrap.ts, mmdebstrap.ts, dnf.ts), as distrobuilder lays them out.
+// One file per source (debootstrap.ts, mmdebstrap.ts, dnf.ts), as distrobuilder lays them out;
+// what is done with packages after that is its package manager's (../managers/).
+import type { PackageFamily } from '../../format/packages/lock.ts';
+import type { PackageManager } from '../managers/index.ts';
 import type { BootstrapSpec } from '../recipe/schema.ts';
 
 export interface BootstrapContext {
@@ -16,18 +19,15 @@ export interface BootstrapContext {
   signal: AbortSignal;
 }
 
-/** How packages are installed and listed in a template built from this source. */
-export type PackageFamily = 'deb' | 'rpm';
-
 export interface BootstrapSource<S extends BootstrapSpec = BootstrapSpec> {
   readonly tool: S['tool'];
+  /** The package manager of the templates this source makes. */
+  readonly manager: PackageManager<S>;
+  /** Its manager's family. */
   readonly family: PackageFamily;
   /** Host programs this source runs, each with the Debian package that provides it. */
   readonly hostTools: Readonly<Record<string, string>>;
-  /**
-   * Digest of the repository metadata the bootstrap resolves against (Debian's InRelease,
-   * the RPM repomd.xml), so that a mirror update changes the step-cache key.
-   */
+  /** The repository metadata digest the bootstrap resolves against: its manager's. */
   metadataDigest(spec: S, signal: AbortSignal): Promise<{ digest: string; date?: Date }>;
   /** Fills ctx.root. Throws BuildError with the tool's last output lines on failure. */
   bootstrap(spec: S, ctx: BootstrapContext): Promise<void>;

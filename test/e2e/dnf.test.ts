@@ -6,7 +6,9 @@ import { lstat, mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promise
 import { join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dnfInstall, dnfSource, rpmPackageLock, yumSource } from '../../builder/sources/dnf.ts';
+import { dnfInstall } from '../../builder/managers/dnf.ts';
+import { dnfSource, yumSource } from '../../builder/sources/dnf.ts';
+import { rpmPackageLock } from '../../format/packages/rpm.ts';
 import { bootstrapSchema, type RpmBootstrapSpec } from '../../builder/recipe/schema.ts';
 import type { BootstrapContext } from '../../builder/sources/source.ts';
 import { CommandError, MissingToolError, VztplError } from '../../common/errors.ts';

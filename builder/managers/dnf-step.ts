@@ -1,11 +1,13 @@
 // Entry point run by node inside a step's private namespaces for RPM-family templates: the
 // host's dnf installs into the mounted stack ($ROOT), then the template's rpm lists packages.
-// Usage: node rpm-step.(ts|js) <json request> <lock file>
+// Usage: node dnf-step.(ts|js) <json request> <lock file>
 import { writeFile } from 'node:fs/promises';
-import { dnfInstall, rpmPackageLock } from './sources/dnf.ts';
-import type { RpmBootstrapSpec } from './recipe/schema.ts';
+import { formatLockLines } from '../../format/packages/lock.ts';
+import { rpmPackageLock } from '../../format/packages/rpm.ts';
+import type { RpmBootstrapSpec } from '../recipe/schema.ts';
+import { dnfInstall } from './dnf.ts';
 
-export interface RpmStepRequest {
+export interface DnfStepRequest {
   root: string;
   spec: RpmBootstrapSpec;
   /** Packages to install or remove; none for a lock query only. */
@@ -18,8 +20,8 @@ export interface RpmStepRequest {
 
 async function main(): Promise<void> {
   const [json, lockFile] = process.argv.slice(2);
-  if (!json || !lockFile) throw new Error('usage: rpm-step <request json> <lock file>');
-  const req = JSON.parse(json) as RpmStepRequest;
+  if (!json || !lockFile) throw new Error('usage: dnf-step <request json> <lock file>');
+  const req = JSON.parse(json) as DnfStepRequest;
   const signal = new AbortController().signal;
   if (req.packages.length) {
     await dnfInstall(req.root, req.spec, req.packages, {
@@ -32,7 +34,7 @@ async function main(): Promise<void> {
     });
   }
   const lock = await rpmPackageLock(req.root, req.spec.dbpath);
-  await writeFile(lockFile, lock.map((p) => `${p.name}\t${p.version}\t${p.arch}`).join('\n'));
+  await writeFile(lockFile, formatLockLines(lock));
 }
 
 main().catch((err: Error) => {

@@ -1,0 +1,74 @@
+// apt and dpkg: the package manager of Debian and Ubuntu templates. Steps run the template's
+// own apt-get in the chroot, with the package lists and downloaded .debs kept on the host.
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { VztplError } from '../../common/errors.ts';
+import { sha256, type Digest } from '../../format/digest.ts';
+import { DPKG_QUERY_FORMAT, dpkgPackageLock } from '../../format/packages/dpkg.ts';
+import { chrootCommand, shellQuote as q } from '../chroot.ts';
+import type { DebianBootstrapSpec } from '../recipe/schema.ts';
+import type { PackageManager, StepCommands, StepRequest } from './index.ts';
+
+/** Reads a URL of the mirror: http(s) with fetch, file:// from disk. */
+export async function readMirrorFile(url: string, signal: AbortSignal): Promise<Buffer> {
+  if (url.startsWith('file://')) return readFile(fileURLToPath(url));
+  const res = await fetch(url, { signal, redirect: 'follow' }).catch((err: Error) => {
+    throw new VztplError(`cannot reach ${url}: ${err.message}`);
+  });
+  if (!res.ok) throw new VztplError(`${url}: HTTP ${res.status} ${res.statusText}`);
+  return Buffer.from(await res.arrayBuffer());
+}
+
+/**
+ * Digest of the suite's InRelease: it names the hash of every index, so any change to the
+ * archive's packages changes it, and the step cache rebuilds.
+ */
+export async function inReleaseDigest(spec: DebianBootstrapSpec, signal: AbortSignal): Promise<{ digest: Digest; date?: Date }> {
+  const url = `${spec.mirror.replace(/\/+$/, '')}/dists/${spec.suite}/InRelease`;
+  const bytes = await readMirrorFile(url, signal);
+  const dateLine = /^Date: (.+)$/m.exec(bytes.toString('utf8'));
+  const date = dateLine ? new Date(dateLine[1]!) : undefined;
+  return { digest: sha256(bytes), date: date && !Number.isNaN(date.getTime()) ? date : undefined };
+}
+
+const APT_GET = ['apt-get', '-q', '-o', 'Dir::Cache::pkgcache=', '-o', 'Dir::Cache::srcpkgcache=', '-o', 'APT::Sandbox::User=root', '-o', 'Acquire::Retries=3'];
+
+function lockCommand(_spec: DebianBootstrapSpec, req: StepRequest): string {
+  return `${chrootCommand(['PATH=/usr/sbin:/usr/bin:/sbin:/bin', 'LC_ALL=C'], ['dpkg-query', '-W', `-f=${DPKG_QUERY_FORMAT}`])} > ${q(req.lockFile)}`;
+}
+
+export const aptManager: PackageManager<DebianBootstrapSpec> = {
+  family: 'deb',
+  metadataDigest: inReleaseDigest,
+  packageLock: (root, _spec, signal) => dpkgPackageLock(root, signal),
+
+  async changeCommands(spec, packages, remove, req): Promise<StepCommands> {
+    // Package lists per mirror and suite; downloaded .debs in the family's package directory.
+    const lists = join(req.cacheRoot, 'apt-lists', sha256(`${spec.mirror} ${spec.suite}`).slice(7, 23));
+    const debs = join(req.packagesDir, 'debs');
+    await mkdir(join(lists, 'partial'), { recursive: true });
+    await mkdir(join(debs, 'partial'), { recursive: true });
+    const lines = [chrootCommand(req.env, [...APT_GET, 'update'])];
+    if (!remove) {
+      lines.push(chrootCommand(req.env, [...APT_GET, 'install', '-y', '--no-install-recommends', '--', ...packages]));
+    } else {
+      lines.push(chrootCommand(req.env, [...APT_GET, 'purge', '-y', '--', ...packages]));
+      lines.push(chrootCommand(req.env, [...APT_GET, 'autoremove', '--purge', '-y']));
+    }
+    lines.push(lockCommand(spec, req));
+    return {
+      lines,
+      binds: [
+        { host: lists, target: '/var/lib/apt/lists' },
+        { host: debs, target: '/var/cache/apt/archives' },
+      ],
+      system: true,
+    };
+  },
+
+  lockCommand,
+
+  // Package scripts must not start services in a chroot.
+  stepFiles: [{ path: 'usr/sbin/policy-rc.d', content: '#!/bin/sh\n# vztpl build: no services start in a chroot\nexit 101\n', mode: 0o755 }],
+};
