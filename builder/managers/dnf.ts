@@ -69,7 +69,8 @@ function hostProgram(tool: 'dnf' | 'yum'): 'dnf' | 'yum' {
   return tool === 'yum' && findProgram('yum') ? 'yum' : 'dnf';
 }
 
-function toolsFor(tool: 'dnf' | 'yum'): Record<string, string> {
+/** The host programs a dnf or yum bootstrap runs, each with the Debian package providing it. */
+export function dnfHostTools(tool: 'dnf' | 'yum'): Record<string, string> {
   const program = hostProgram(tool);
   return { [program]: program, rpm: 'rpm' };
 }
@@ -268,7 +269,7 @@ async function runDnf(
 
 /** The host's dnf (or yum) for `tool`, checked for, run on root. */
 async function runHostDnf(tool: 'dnf' | 'yum', root: string, spec: RpmBootstrapSpec, packages: string[], opts: DnfInstallOptions & { createRoot?: boolean }, what: (program: string) => string): Promise<void> {
-  requirePrograms({ ...toolsFor(tool), ...BASE_TOOLS });
+  requirePrograms({ ...dnfHostTools(tool), ...BASE_TOOLS });
   const program = hostProgram(tool);
   if (opts.createRoot) await mkdir(root, { recursive: true });
   await runDnf(program, root, spec, packages, { ...opts, what: what(program) });
@@ -285,11 +286,6 @@ export async function dnfInstall(root: string, spec: RpmBootstrapSpec, packages:
 /** Fills an empty root with spec.packages: the bootstrap of ../sources/dnf.ts, by `tool`. */
 export async function dnfBootstrap(tool: 'dnf' | 'yum', root: string, spec: RpmBootstrapSpec, opts: DnfInstallOptions): Promise<void> {
   await runHostDnf(tool, root, spec, spec.packages, { ...opts, createRoot: true }, (program) => `${program} bootstrap of ${spec.packages.join(' ')}`);
-}
-
-/** The host programs a dnf or yum bootstrap runs, each with the Debian package providing it. */
-export function dnfHostTools(tool: 'dnf' | 'yum'): Record<string, string> {
-  return toolsFor(tool);
 }
 
 /** Replaces the dnf variables a baseurl may contain. */
