@@ -186,6 +186,8 @@ type KindsOf<C extends RefusalClass> = { [K in RefusalKind]: (typeof CLASS_OF_KI
 
 /** A refusal that refusal() makes: the class of the error follows from the kind. */
 export type RefusalKind = keyof typeof CLASS_OF_KIND;
+/** Every RefusalKind (for callers and tests that go through them all). */
+export const REFUSAL_KINDS = Object.freeze(Object.keys(CLASS_OF_KIND) as RefusalKind[]);
 export type UnsafeKind = KindsOf<'unsafe'>;
 export type LimitKind = KindsOf<'limit'>;
 export type MalformedKind = KindsOf<'malformed'>;

@@ -26,6 +26,7 @@ try {
     ok: false,
     name: e.name,
     message: e.message,
+    kind: err instanceof LayerExtractError ? err.kind : undefined,
     entry: err instanceof LayerExtractError ? err.entry : undefined,
     code: err instanceof ExtractIOError ? err.code : (err as NodeJS.ErrnoException).code,
   };

@@ -19,6 +19,7 @@ import {
   ExtractIOError,
   extractLayer,
   LayerExtractError,
+  REFUSAL_KINDS,
   resolveExtractPolicy,
   sweepStaleTemps,
   type ExtractOptions,
@@ -149,6 +150,15 @@ describe.skipIf(!isRoot)('hostile layers are refused', () => {
     expect(new Set(cases.map((c) => c.name)).size).toBe(cases.length);
   });
 
+  it('the corpus has a case for every refusal kind the stream can reach', () => {
+    const covered = new Set(cases.flatMap((c) => [c.kind].flat()));
+    // readTar refuses NUL bytes in names (nul-in-name) and hardlinkTarget absolute targets
+    // (hardlink-absolute) first; an existing target is refused before any byte is read
+    // ('extraction mechanics').
+    const unreachable = ['path-nul-byte', 'hardlink-path-absolute', 'target-exists'];
+    expect(REFUSAL_KINDS.filter((k) => !covered.has(k)).sort()).toEqual(unreachable.sort());
+  });
+
   for (const template of cases) {
     for (const compression of template.compressions ?? (['zstd', 'gzip'] as Compression[])) {
       it(`${template.name} (${compression})`, async () => {
@@ -172,6 +182,7 @@ describe.skipIf(!isRoot)('hostile layers are refused', () => {
         expect(err, 'extraction must fail').toBeInstanceOf(LayerExtractError);
         const e = err as LayerExtractError;
         expect(e.name).toBe(c.error);
+        expect([c.kind].flat()).toContain(e.kind);
         if (!LOOSE_ENTRY.has(c.name)) expect(e.entry).toBe(c.entry);
         expect(e.reason).toMatch(c.reason);
         expect(e.layer).toBe(digest);
@@ -212,6 +223,7 @@ describe.skipIf(!isRoot)('extraction mechanics', () => {
     await writeFile(join(target, 'mine'), 'x');
     const blob = compress(archive(file('a', 'x')), 'zstd');
     await expect(extractBuffer(blob, { mediaType: MEDIA_TYPE.zstd, expectedDigest: sha256(blob), target })).rejects.toThrow(/exists/);
+    await expect(extractBuffer(blob, { mediaType: MEDIA_TYPE.zstd, expectedDigest: sha256(blob), target })).rejects.toMatchObject({ name: 'LayerExtractError', kind: 'target-exists' });
     expect(readdirSync(target)).toEqual(['mine']);
     expect((await readdir(base)).sort()).toEqual(['escape', 'layer', 'sentinel']);
   });
@@ -466,7 +478,7 @@ describe.skipIf(!isRoot)('real layers', () => {
     const parts = [];
     for (let i = 0; i < 8; i++) parts.push(file(`data/chunk-${i}`, Buffer.alloc(1 << 20, i + 1)));
     const r = await extractOnTinyFs(archive(...parts), 'size=4m');
-    expect(r).toMatchObject({ ok: false, name: ExtractIOError.name, code: 'ENOSPC' });
+    expect(r).toMatchObject({ ok: false, name: ExtractIOError.name, kind: 'io', code: 'ENOSPC' });
     expect(r.entry).toMatch(/^data\/chunk-\d$/);
     expect(r.message).toMatch(/ENOSPC/);
     expect(r.message).toContain(r.entry as string);
@@ -478,7 +490,7 @@ describe.skipIf(!isRoot)('real layers', () => {
     const parts = [];
     for (let i = 0; i < 200; i++) parts.push(file(`many/f${i}`, 'x'));
     const r = await extractOnTinyFs(archive(...parts), 'size=16m,nr_inodes=64');
-    expect(r).toMatchObject({ ok: false, name: ExtractIOError.name, code: 'ENOSPC' });
+    expect(r).toMatchObject({ ok: false, name: ExtractIOError.name, kind: 'io', code: 'ENOSPC' });
     expect(r.entry).toMatch(/^many\/f\d+$/);
     expect(r.after).toEqual([]);
     expect(r.freeAfter).toEqual(r.freeBefore);
