@@ -270,6 +270,26 @@ export class RegistryClient {
     return { mediaType: res.headers.get('content-type') ?? '', digest: res.headers.get('docker-content-digest') as Digest, bytes };
   }
 
+  /**
+   * A manifest read only up to `maxBytes` (a larger one is refused before more is read): for
+   * manifests anyone may push, such as signatures. `undefined` when the registry has none (404).
+   */
+  async getManifestLimited(repo: string, reference: string, accept: string[], maxBytes: number): Promise<{ mediaType: string; bytes: Buffer } | undefined> {
+    const what = `GET manifest ${repo}:${reference}`;
+    const res = await this.request('GET', `/v2/${repo}/manifests/${reference}`, { what, headers: { accept: accept.join(', ') }, repo, ok: [200, 404] });
+    if (res.status === 404) {
+      await res.body?.cancel();
+      return undefined;
+    }
+    return { mediaType: res.headers.get('content-type') ?? '', bytes: await readLimited(res, maxBytes, what) };
+  }
+
+  /** A small blob's bytes, refused past `maxBytes`. */
+  async getBlobLimited(repo: string, digest: Digest, maxBytes: number): Promise<Buffer> {
+    const res = await this.getBlob(repo, digest);
+    return readLimited(res, maxBytes, `GET blob ${repo}@${digest}`);
+  }
+
   async getBlob(repo: string, digest: Digest): Promise<Response> {
     return this.request('GET', `/v2/${repo}/blobs/${digest}`, { what: `GET blob ${digest}`, repo });
   }
@@ -312,4 +332,33 @@ export class RegistryClient {
     const res = await this.request('GET', `/v2/${repo}/tags/list`, { what: `tags of ${repo}`, repo });
     return ((await res.json()) as { tags?: string[] }).tags ?? [];
   }
+}
+
+/** A response larger than the reader accepts. */
+export class TooLargeError extends VztplError {
+  readonly limit: number;
+  constructor(message: string, limit: number) {
+    super(message);
+    this.limit = limit;
+  }
+}
+
+/** A response body, refused with a clear error once it passes `maxBytes`. */
+export async function readLimited(res: Response, maxBytes: number, what: string): Promise<Buffer> {
+  const declared = Number(res.headers.get('content-length') ?? NaN);
+  if (Number.isFinite(declared) && declared > maxBytes) {
+    await res.body?.cancel();
+    throw new TooLargeError(`${what}: ${declared} bytes, more than the ${maxBytes} accepted`, maxBytes);
+  }
+  const chunks: Buffer[] = [];
+  let total = 0;
+  if (res.body) {
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      total += chunk.length;
+      // leaving the loop by a throw cancels the body
+      if (total > maxBytes) throw new TooLargeError(`${what}: more than the ${maxBytes} bytes accepted`, maxBytes);
+      chunks.push(Buffer.from(chunk));
+    }
+  }
+  return Buffer.concat(chunks);
 }
