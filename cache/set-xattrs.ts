@@ -38,9 +38,27 @@ export class SetXattrError extends Error {
   }
 }
 
-/** The errno name for a strerror text (setfattr reports only the text). */
+/** glibc's strerror texts for what setting xattrs fails with (Node's map has libuv's texts). */
+const GLIBC_ERRNO: Record<string, string> = {
+  'no space left on device': 'ENOSPC',
+  'disk quota exceeded': 'EDQUOT',
+  'operation not supported': 'ENOTSUP',
+  'operation not permitted': 'EPERM',
+  'permission denied': 'EACCES',
+  'no such file or directory': 'ENOENT',
+  'argument list too long': 'E2BIG',
+  'numerical result out of range': 'ERANGE',
+  'read-only file system': 'EROFS',
+  'input/output error': 'EIO',
+  'invalid argument': 'EINVAL',
+};
+
+/** The errno name for a strerror text (setfattr reports only the text); EIO if unknown. */
 function errnoName(text: string): string {
-  for (const [, [name, strerror]] of getSystemErrorMap()) if (text.includes(strerror)) return name;
+  const lower = text.trim().toLowerCase();
+  const known = GLIBC_ERRNO[lower];
+  if (known) return known;
+  for (const [, [name, strerror]] of getSystemErrorMap()) if (lower === strerror.toLowerCase()) return name;
   return 'EIO';
 }
 
@@ -56,7 +74,7 @@ export function restoreXattrs(cwd: string, dump: string): void {
     const first = stderr.split('\n')[0] ?? '';
     const m = /^setfattr: (.*): ([^:]+)$/.exec(first);
     const message = `setting extended attributes failed: ${stderr || (err as Error).message}`;
-    // The errno from the text after the path, which the archive names (and could fill with strerror texts).
-    throw new SetXattrError(message, m?.[1], errnoName(m?.[2] ?? message));
+    // The errno from the text after the path (the archive names paths, and could name one like an error).
+    throw new SetXattrError(message, m?.[1], errnoName(m?.[2] ?? ''));
   }
 }
