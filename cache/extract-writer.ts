@@ -56,7 +56,7 @@ export interface TreeOwner {
   umask: number;
 }
 
-type Kind = 'dir' | 'file' | 'symlink' | 'fifo' | 'char' | 'block' | 'whiteout';
+type NodeKind = 'dir' | 'file' | 'symlink' | 'fifo' | 'char' | 'block' | 'whiteout';
 
 interface DirState {
   mode: number;
@@ -89,7 +89,7 @@ export class LayerWriter {
   private readonly policy: ResolvedPolicy;
   private readonly cursor: EntryCursor;
   /** Every path created, by kind: the only authority on what a parent is. */
-  private readonly nodes = new Map<string, Kind>([['', 'dir']]);
+  private readonly nodes = new Map<string, NodeKind>([['', 'dir']]);
   private readonly dirs = new Map<string, DirState>();
   private readonly specials = new Map<string, SpecialNode>();
   private readonly xattrs = new Map<string, ReadonlyMap<string, Buffer>>();
@@ -180,7 +180,7 @@ export class LayerWriter {
     this.checkXattrs(name, entry);
     this.ensureParents(path, name);
 
-    const kind: Kind = entry.type === 'link' ? 'file' : entry.type;
+    const kind: NodeKind = entry.type === 'link' ? 'file' : entry.type;
     const existing = this.nodes.get(path);
     let opaque = false;
     if (existing === 'whiteout') {
