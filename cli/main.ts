@@ -30,6 +30,9 @@ const COMMANDS: Record<string, Command> = {
   destroy: { summary: 'unmount and remove a container', load: () => import('./commands/destroy.ts') },
   cache: { summary: 'cache prune [--max-size SIZE]: drop least recently used templates', load: () => import('./commands/cache.ts') },
   export: { summary: 'flatten a template into one tarball for existing hosts (.tar.gz, .tar.xz, .tar.zst)', load: () => import('./commands/export.ts') },
+  key: { summary: 'key generate PREFIX: a cosign key pair (PREFIX.key encrypted, PREFIX.pub) for signing templates', load: () => import('./commands/key.ts') },
+  sign: { summary: 'sign a published template version (sigstore/cosign format, tag sha256-<hex>.sig)', load: () => import('./commands/sign.ts') },
+  verify: { summary: "check a published template version's signature against a public key", load: () => import('./commands/verify.ts') },
 };
 
 /** The version in the package's own package.json (beside dist/ when built, beside cli/ from source). */
