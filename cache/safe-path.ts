@@ -1,7 +1,7 @@
 // Pure checks of the names inside a layer archive: entry paths, hard-link targets, whiteout
 // names and extended attribute names. Each returns why a name is refused (a NameProblem: its
 // kind, and the reason people read), or undefined.
-import { OPAQUE_WHITEOUT, WHITEOUT_PREFIX } from '../format/tar/walk.ts';
+import { OPAQUE_WHITEOUT, WHITEOUT_PREFIX } from '../format/oci.ts';
 
 export type PathProblemKind =
   | 'path-nul-byte'

@@ -5,10 +5,9 @@
 import { createReadStream } from 'node:fs';
 import { posix } from 'node:path';
 import { createDecompressor } from './compress.ts';
-import type { Descriptor } from './oci.ts';
 import { encodeHeader, END_OF_ARCHIVE, padding, type TarEntry } from './tar/header.ts';
 import { readTar } from './tar/read.ts';
-import { OPAQUE_WHITEOUT, WHITEOUT_PREFIX } from './tar/walk.ts';
+import { OPAQUE_WHITEOUT, WHITEOUT_PREFIX, type Descriptor } from './oci.ts';
 
 export type ChunkSink = (chunk: Buffer) => Promise<void>;
 

@@ -2,6 +2,11 @@
 // manifest, the image config (with vztpl's template metadata) and the layout index.
 import type { Digest } from './digest.ts';
 
+/** Layer whiteouts (image-spec layer.md): `.wh.NAME` deletes NAME from the layers below... */
+export const WHITEOUT_PREFIX = '.wh.';
+/** ...and `.wh..wh..opq` in a directory hides what the layers below put in it. */
+export const OPAQUE_WHITEOUT = '.wh..wh..opq';
+
 export const MediaType = {
   manifest: 'application/vnd.oci.image.manifest.v1+json',
   index: 'application/vnd.oci.image.index.v1+json',

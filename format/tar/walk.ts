@@ -6,9 +6,7 @@ import { existsSync, lstatSync, readdirSync, readlinkSync, type Stats } from 'no
 import { join } from 'node:path';
 import { readXattrs } from './xattrs.ts';
 import type { TarEntry } from './header.ts';
-
-export const WHITEOUT_PREFIX = '.wh.';
-export const OPAQUE_WHITEOUT = '.wh..wh..opq';
+import { OPAQUE_WHITEOUT, WHITEOUT_PREFIX } from '../oci.ts';
 
 export interface LayerEntry extends TarEntry {
   /** Absolute path of the file whose bytes follow the header (regular files only). */

@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanTree, cleanupRules } from '../../builder/cleanup.ts';
 import { cleanupSchema } from '../../builder/recipe/schema.ts';
 import { packLayer } from '../../format/tar/pack.ts';
-import { OPAQUE_WHITEOUT, walkLayer, type LayerEntry } from '../../format/tar/walk.ts';
+import { OPAQUE_WHITEOUT } from '../../format/oci.ts';
+import { walkLayer, type LayerEntry } from '../../format/tar/walk.ts';
 
 const EPOCH = 1_700_000_000;
 const root = process.getuid?.() === 0;
