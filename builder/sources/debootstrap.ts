@@ -1,5 +1,6 @@
 // debootstrap: Debian's classic bootstrapper. Slower than mmdebstrap and not reproducible by
 // itself; the packer's normalization and the cleanup policy make its output reproducible.
+import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UsageError } from '../../common/errors.ts';
@@ -8,6 +9,20 @@ import { requirePrograms, run } from '../../common/run.ts';
 import type { DebianBootstrapSpec } from '../recipe/schema.ts';
 import { aptManager } from '../managers/apt.ts';
 import { debianArch } from './debian.ts';
+import { archives, hostSuiteSources, mirrorArchive } from '../recipe/suites.ts';
+
+/**
+ * The script debootstrap should use for a suite its own scripts directory lacks (an Ubuntu
+ * release newer than the host's debootstrap): every Ubuntu suite since gutsy bootstraps with the
+ * gutsy script, every Debian suite with sid's. Undefined when debootstrap knows the suite.
+ */
+export function debootstrapScriptFor(suite: string, mirror: string, scriptsDir = hostSuiteSources.debootstrapScripts): string | undefined {
+  if (existsSync(`${scriptsDir}/${suite}`)) return undefined;
+  const archive = mirrorArchive(mirror) ?? (Object.keys(archives) as Array<keyof typeof archives>).find((a) => (archives[a].suites as readonly string[]).includes(suite));
+  if (archive === 'ubuntu') return 'gutsy';
+  if (archive === 'debian') return 'sid';
+  return undefined;
+}
 import type { BootstrapContext, BootstrapSource } from './source.ts';
 
 const DEBOOTSTRAP_VARIANTS: Record<string, string | undefined> = { minbase: 'minbase', buildd: 'buildd', standard: undefined };
@@ -36,6 +51,8 @@ export const debootstrapSource: BootstrapSource<DebianBootstrapSpec> = {
     if (spec.packages.length) args.push(`--include=${spec.packages.join(',')}`);
     if (spec.keyring) args.push(`--keyring=${spec.keyring}`);
     args.push(spec.suite, ctx.root, spec.mirror);
+    const script = debootstrapScriptFor(spec.suite, spec.mirror);
+    if (script) args.push(script);
     const [file, argv] = isolated(['debootstrap', ...args]);
     await run(file, argv, {
       what: `debootstrap ${spec.suite}`,

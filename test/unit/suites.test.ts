@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRecipe, RecipeError } from '../../builder/recipe/load.ts';
 import { archives, hostSuiteSources, knownSuites, mirrorArchive, suiteProblem } from '../../builder/recipe/suites.ts';
 import { runCli } from '../helpers/build-env.ts';
+import { debootstrapScriptFor } from '../../builder/sources/debootstrap.ts';
 
 let dir: string;
 beforeAll(async () => {
@@ -192,5 +193,25 @@ describe('vztpl validate', () => {
     const names = ['debian-11-x86_64', 'debian-12-x86_64', 'debian-12-x86_64-web', 'ubuntu-22.04-x86_64', 'ubuntu-24.04-x86_64'];
     const result = await runCli(['validate', ...names.map((n) => path.join(recipes, `${n}.yaml`))]);
     expect(result.code, result.stderr).toBe(0);
+  });
+});
+
+describe('debootstrap: the script for a suite the host debootstrap lacks', () => {
+  let scripts: string;
+  beforeAll(async () => {
+    scripts = await mkdtemp(path.join(tmpdir(), 'vztpl-debootstrap-scripts-'));
+    await writeFile(path.join(scripts, 'sid'), '');
+    await symlink('sid', path.join(scripts, 'bookworm'));
+    await writeFile(path.join(scripts, 'gutsy'), '');
+  });
+  afterAll(() => rm(scripts, { recursive: true, force: true }));
+
+  it('a suite debootstrap knows needs no script; a newer Ubuntu one takes gutsy, a newer Debian one sid', () => {
+    expect(debootstrapScriptFor('bookworm', 'http://deb.debian.org/debian', scripts)).toBeUndefined();
+    expect(debootstrapScriptFor('noble', 'http://archive.ubuntu.com/ubuntu', scripts)).toBe('gutsy');
+    expect(debootstrapScriptFor('trixie', 'http://deb.debian.org/debian', scripts)).toBe('sid');
+    // A local mirror: the suite's distribution from the built-in list; an unknown suite is left to debootstrap.
+    expect(debootstrapScriptFor('noble', 'http://127.0.0.1:8080/mirror', scripts)).toBe('gutsy');
+    expect(debootstrapScriptFor('mysuite', 'http://127.0.0.1:8080/mirror', scripts)).toBeUndefined();
   });
 });
