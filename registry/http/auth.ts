@@ -18,6 +18,7 @@ import { allowedActions, formatScope, grant, holds, parseScopes, type Access, ty
 import { PasswordGuard, type CheckResult } from '../auth/guard.ts';
 import { passwordFingerprint, SERVICE, signToken, verifyToken, type TokenClaims } from '../auth/token.ts';
 import { OciError } from '../errors.ts';
+import { matchTemplateRoute, SEARCH_URL, TEMPLATE_URL } from './catalog.ts';
 import { matchRoute } from './v2.ts';
 
 const MAX_SCOPES = 64;
@@ -58,11 +59,10 @@ export function requiredAccess(req: FastifyRequest): Need | undefined {
     if (route.kind === 'uploads' && req.method === 'POST' && q.mount && q.from) need.mount = { from: q.from };
     return need;
   }
-  if (url === '/api/v1/templates' && method === 'GET') return { kind: 'search' };
-  if (url === '/api/v1/templates/*' && method === 'GET') {
-    const tail = (req.params as { '*': string })['*'];
-    const m = /^(.+)\/versions$/.exec(tail) ?? /^(.+)\/versions\/[^/]+$/.exec(tail) ?? /^(.+)\/resolve$/.exec(tail) ?? /^(.+)\/diff$/.exec(tail);
-    return { kind: 'access', access: [{ type: 'repository', name: m ? m[1]! : tail, actions: ['pull'] }] };
+  if (url === SEARCH_URL && method === 'GET') return { kind: 'search' };
+  if (url === TEMPLATE_URL && method === 'GET') {
+    const { name } = matchTemplateRoute((req.params as { '*': string })['*']);
+    return { kind: 'access', access: [{ type: 'repository', name, actions: ['pull'] }] };
   }
   return undefined;
 }
@@ -189,7 +189,7 @@ async function authPlugin(app: FastifyInstance, auth: AuthRuntime): Promise<void
   });
 
   app.addHook('preSerialization', async (req, _reply, payload: unknown) => {
-    if (req.routeOptions.url !== '/api/v1/templates') return payload;
+    if (req.routeOptions.url !== SEARCH_URL) return payload;
     const identity = identities.get(req);
     const list = (payload as { templates?: Array<{ name: string }> } | null)?.templates;
     if (!identity || !Array.isArray(list)) return payload;

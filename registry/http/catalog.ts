@@ -10,6 +10,31 @@ export interface CatalogOptions {
   catalog: Catalog;
 }
 
+/** The catalog's two routes: search, and everything about one template (names contain slashes). */
+export const SEARCH_URL = '/api/v1/templates';
+export const TEMPLATE_URL = '/api/v1/templates/*';
+
+/** What a path below /api/v1/templates/ asks about one template: <name>[/<action>[/<version>]]. */
+export type TemplateRoute =
+  | { kind: 'versions'; name: string }
+  | { kind: 'version'; name: string; version: string }
+  | { kind: 'resolve'; name: string }
+  | { kind: 'diff'; name: string }
+  | { kind: 'template'; name: string };
+
+/** The one reading of the template routes, for the handler and for authorization (http/auth.ts). */
+export function matchTemplateRoute(tail: string): TemplateRoute {
+  let m = /^(.+)\/versions$/.exec(tail);
+  if (m) return { kind: 'versions', name: m[1]! };
+  m = /^(.+)\/versions\/([^/]+)$/.exec(tail);
+  if (m) return { kind: 'version', name: m[1]!, version: m[2]! };
+  m = /^(.+)\/resolve$/.exec(tail);
+  if (m) return { kind: 'resolve', name: m[1]! };
+  m = /^(.+)\/diff$/.exec(tail);
+  if (m) return { kind: 'diff', name: m[1]! };
+  return { kind: 'template', name: tail };
+}
+
 function summary(r: VersionRecord) {
   const { packages, labels: _labels, ...rest } = r;
   return { ...rest, packages: packages.length };
@@ -18,42 +43,40 @@ function summary(r: VersionRecord) {
 export async function catalogRoutes(app: FastifyInstance, opts: CatalogOptions): Promise<void> {
   const { registry, catalog } = opts;
 
-  app.get('/api/v1/templates', async (req) => {
+  app.get(SEARCH_URL, async (req) => {
     const q = req.query as Record<string, string | undefined>;
     const found = await catalog.search({ q: q.q, distro: q.distro, release: q.release, arch: q.arch, package: q.package });
     return { templates: found.map((r) => ({ ...summary(r), latest: r.version })) };
   });
 
-  // Names contain slashes: /api/v1/templates/<name>/<action>[/<version>]
-  app.get('/api/v1/templates/*', async (req: FastifyRequest) => {
-    const tail = (req.params as { '*': string })['*'];
+  app.get(TEMPLATE_URL, async (req: FastifyRequest) => {
+    const route = matchTemplateRoute((req.params as { '*': string })['*']);
     const q = req.query as Record<string, string | undefined>;
-    let m = /^(.+)\/versions$/.exec(tail);
-    if (m) {
-      const name = checked(m[1]!);
-      const versions = await catalog.versions(name);
-      if (!versions.length) throw new OciError('NAME_UNKNOWN', `no template named ${name}`);
-      return { name, versions: versions.map(summary) };
+    const name = checked(route.name);
+    switch (route.kind) {
+      case 'versions': {
+        const versions = await catalog.versions(name);
+        if (!versions.length) throw new OciError('NAME_UNKNOWN', `no template named ${name}`);
+        return { name, versions: versions.map(summary) };
+      }
+      case 'version':
+        return catalog.version(name, route.version);
+      case 'resolve': {
+        const record = await catalog.resolve(name, q.range ?? 'latest');
+        return { name: record.name, range: q.range ?? 'latest', version: record.version, digest: record.digest, size: record.size };
+      }
+      case 'diff': {
+        if (!q.from || !q.to) throw new OciError('UNSUPPORTED', 'diff needs ?from=VERSION&to=VERSION', undefined, 400);
+        const [from, to] = await Promise.all([catalog.resolve(name, q.from), catalog.resolve(name, q.to)]);
+        return { name, from: from.version, to: to.version, ...packageDiff(from.packages, to.packages) };
+      }
+      case 'template': {
+        const versions = await catalog.versions(name);
+        if (!versions.length) throw new OciError('NAME_UNKNOWN', `no template named ${name}`);
+        const latest = await catalog.resolve(name, 'latest').catch(() => versions.at(-1)!);
+        return { ...summary(latest), latest: latest.version, versions: versions.map((v) => v.version) };
+      }
     }
-    m = /^(.+)\/versions\/([^/]+)$/.exec(tail);
-    if (m) return catalog.version(checked(m[1]!), m[2]!);
-    m = /^(.+)\/resolve$/.exec(tail);
-    if (m) {
-      const record = await catalog.resolve(checked(m[1]!), q.range ?? 'latest');
-      return { name: record.name, range: q.range ?? 'latest', version: record.version, digest: record.digest, size: record.size };
-    }
-    m = /^(.+)\/diff$/.exec(tail);
-    if (m) {
-      const name = checked(m[1]!);
-      if (!q.from || !q.to) throw new OciError('UNSUPPORTED', 'diff needs ?from=VERSION&to=VERSION', undefined, 400);
-      const [from, to] = await Promise.all([catalog.resolve(name, q.from), catalog.resolve(name, q.to)]);
-      return { name, from: from.version, to: to.version, ...packageDiff(from.packages, to.packages) };
-    }
-    const name = checked(tail);
-    const versions = await catalog.versions(name);
-    if (!versions.length) throw new OciError('NAME_UNKNOWN', `no template named ${name}`);
-    const latest = await catalog.resolve(name, 'latest').catch(() => versions.at(-1)!);
-    return { ...summary(latest), latest: latest.version, versions: versions.map((v) => v.version) };
   });
 
   function checked(name: string): string {
