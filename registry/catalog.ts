@@ -14,7 +14,7 @@ import type { ImageConfig, ImageManifest, LockedPackage } from '../format/oci.ts
 import { Label } from '../format/oci.ts';
 import { OciError } from './errors.ts';
 import type { Registry } from './registry.ts';
-import { isNotFound } from './store/blobs.ts';
+import { isNotFound } from './storage/driver.ts';
 import { aliasesFor, isAliasTag, isValidRange, isVersionTag, resolveRange } from '../format/versions.ts';
 
 export interface VersionRecord {
@@ -243,7 +243,7 @@ export class Catalog {
   }
 
   async resolve(repo: string, range: string): Promise<VersionRecord> {
-    if (!isValidRange(range)) throw new OciError('TAG_INVALID', `invalid version range ${JSON.stringify(range)}`);
+    if (!isValidRange(range)) throw new OciError('VERSION_RANGE_INVALID', `invalid version range ${JSON.stringify(range)}`, { range });
     const records = await this.versions(repo);
     if (!records.length) throw new OciError('NAME_UNKNOWN', `no template named ${repo}`);
     const version = resolveRange(range, records.map((r) => r.version));

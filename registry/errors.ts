@@ -23,6 +23,11 @@ export const OciCode = {
   TAG_IMMUTABLE: 409,
   MANIFEST_TOO_LARGE: 413,
   UNAVAILABLE: 503,
+  /**
+   * The catalog API's own (/api/v1 is vztpl's, not bound to the OCI table): a version range
+   * that does not parse. Sent as itself; never thrown on /v2/.
+   */
+  VERSION_RANGE_INVALID: 400,
 } as const;
 
 export type OciErrorCode = keyof typeof OciCode;
@@ -47,8 +52,9 @@ export class OciError extends Error {
   }
 
   body(): { errors: Array<{ code: string; message: string; detail?: unknown }> } {
-    // A 4xx code MUST be one of the spec's table: codes that are not (vztpl's own, and
+    // A 4xx code of /v2/ MUST be one of the spec's table: codes that are not (vztpl's own, and
     // Distribution's TAG_INVALID) travel as the nearest standard code, with ours in the detail.
+    // The catalog API's codes (VERSION_RANGE_INVALID) travel as they are.
     const wire = WIRE_CODE[this.code] ?? this.code;
     const detail = wire === this.code ? this.detail : { vztplCode: this.code, ...(typeof this.detail === 'object' && this.detail ? this.detail : {}) };
     return { errors: [{ code: wire, message: this.message, ...(detail === undefined ? {} : { detail }) }] };
