@@ -6,9 +6,8 @@
 // restores a trashed blob it needs. Stale uploads and dangling repository links go too.
 import { isDigest, type Digest } from '../format/digest.ts';
 import type { Registry } from './registry.ts';
-import { isNotFound } from './store/blobs.ts';
-import { paths } from './store/paths.ts';
-import type { FileInfo } from './storage/driver.ts';
+import { parsePath, paths } from './store/paths.ts';
+import { exists, isNotFound, type FileInfo } from './storage/driver.ts';
 
 export interface GcOptions {
   /** Blobs and uploads younger than this are never touched (milliseconds). */
@@ -29,8 +28,6 @@ export interface GcReport {
   seconds: number;
 }
 
-const BLOB_DATA = /\/sha256\/[a-f0-9]{2}\/([a-f0-9]{64})\/data$/;
-
 async function walkOr(registry: Registry, root: string, fn: (info: FileInfo) => void | Promise<void>): Promise<void> {
   try {
     await registry.driver.walk(root, fn);
@@ -44,9 +41,10 @@ export async function mark(registry: Registry): Promise<Set<Digest>> {
   const marked = new Set<Digest>();
   for (const repo of await registry.repositories()) {
     const revisions: Digest[] = [];
-    await walkOr(registry, paths.manifestRevisions(repo), (info) => {
-      const m = /\/sha256\/([a-f0-9]{64})\/link$/.exec(info.path);
-      if (m) revisions.push(`sha256:${m[1]}`);
+    const dir = paths.manifestRevisions(repo);
+    await walkOr(registry, dir, (info) => {
+      const digest = parsePath.digestLink(dir, info.path);
+      if (digest) revisions.push(digest);
     });
     for (const digest of revisions) {
       marked.add(digest);
@@ -78,22 +76,23 @@ export async function collectGarbage(registry: Registry, opts: GcOptions): Promi
   report.marked = marked.size;
   const candidates: Array<{ digest: Digest; size: number }> = [];
   await walkOr(registry, paths.blobsRoot(), (info) => {
-    const m = BLOB_DATA.exec(info.path);
-    if (!m) return;
-    const digest: Digest = `sha256:${m[1]}`;
+    const digest = parsePath.blobData(info.path);
+    if (!digest) return;
     if (!marked.has(digest) && info.modTime.getTime() < cutoff) candidates.push({ digest, size: info.size });
   });
 
   const staleUploads: string[] = [];
   for (const repo of await registry.repositories()) {
     await walkOr(registry, paths.uploads(repo), (info) => {
-      if (info.path.endsWith('/state') && info.modTime.getTime() < cutoff) staleUploads.push(info.path.replace(/\/state$/, ''));
+      const upload = parsePath.uploadState(info.path);
+      if (upload && info.modTime.getTime() < cutoff) staleUploads.push(paths.upload(upload.repo, upload.id));
     });
   }
   // Uploads whose repository never got a manifest are not in the catalog: find them by walking.
   await walkOr(registry, paths.repositoriesRoot(), (info) => {
-    if (/\/_uploads\/[^/]+\/state$/.test(info.path) && info.modTime.getTime() < cutoff) {
-      const dir = info.path.replace(/\/state$/, '');
+    const upload = parsePath.uploadState(info.path);
+    if (upload && info.modTime.getTime() < cutoff) {
+      const dir = paths.upload(upload.repo, upload.id);
       if (!staleUploads.includes(dir)) staleUploads.push(dir);
     }
   });
@@ -129,12 +128,7 @@ export async function collectGarbage(registry: Registry, opts: GcOptions): Promi
   }
   // Delete what is still in the trash (a reader may have restored some: those are gone from it).
   for (const t of trashed) {
-    try {
-      await registry.driver.stat(paths.trashData(t.digest));
-    } catch (err) {
-      if (isNotFound(err)) continue;
-      throw err;
-    }
+    if (!(await exists(registry.driver, paths.trashData(t.digest)))) continue;
     await registry.driver.delete(paths.trashEntry(t.digest)).catch((err: unknown) => {
       if (!isNotFound(err)) throw err;
     });
@@ -154,8 +148,8 @@ export async function collectGarbage(registry: Registry, opts: GcOptions): Promi
   // Leftovers of a collection that died between setting aside and deleting.
   const leftovers: Digest[] = [];
   await walkOr(registry, paths.trashRoot(), (info) => {
-    const m = BLOB_DATA.exec(info.path);
-    if (m && info.modTime.getTime() < cutoff) leftovers.push(`sha256:${m[1]}`);
+    const digest = parsePath.trashData(info.path);
+    if (digest && info.modTime.getTime() < cutoff) leftovers.push(digest);
   });
   for (const digest of leftovers) {
     if (remarked.has(digest)) {
@@ -170,17 +164,16 @@ export async function collectGarbage(registry: Registry, opts: GcOptions): Promi
   // Repository links to blobs that no longer exist anywhere.
   const deleted = new Set(report.blobs.map((b) => b.digest));
   if (deleted.size) {
-    const links: string[] = [];
+    const links: Array<{ repo: string; digest: Digest }> = [];
     await walkOr(registry, paths.repositoriesRoot(), (info) => {
-      const m = /\/_layers\/sha256\/([a-f0-9]{64})\/link$/.exec(info.path);
+      const link = parsePath.layerLink(info.path);
       // A link written since this collection began belongs to a re-upload: keep it (S3 times
       // have whole seconds, hence the margin; an older dangling link goes in the next run).
-      if (m && deleted.has(`sha256:${m[1]}`) && info.modTime.getTime() < started - 2000) links.push(info.path.replace(/\/link$/, ''));
+      if (link && deleted.has(link.digest) && info.modTime.getTime() < started - 2000) links.push(link);
     });
-    for (const link of links) {
-      const digest = `sha256:${/([a-f0-9]{64})$/.exec(link)![1]}` as Digest;
+    for (const { repo, digest } of links) {
       if (await registry.blobs.statGlobal(digest)) continue;
-      await registry.driver.delete(link).catch(() => undefined);
+      await registry.driver.delete(paths.layerLinkDir(repo, digest)).catch(() => undefined);
       report.danglingLinks++;
     }
   }

@@ -3,7 +3,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Counter, Histogram, Registry as PromRegistry, collectDefaultMetrics } from 'prom-client';
 import { matchRoute } from './http/v2.ts';
-import { PathNotFoundError, type StorageDriver } from './storage/driver.ts';
+import { isNotFound, type StorageDriver } from './storage/driver.ts';
 
 export class Metrics {
   readonly registry = new PromRegistry();
@@ -35,7 +35,7 @@ export class Metrics {
       const ops = this.storageOps.labels(driver.name, op);
       const errors = this.storageErrors.labels(driver.name, op);
       const failed = (err: unknown) => {
-        if (!(err instanceof PathNotFoundError)) errors.inc();
+        if (!isNotFound(err)) errors.inc();
         throw err;
       };
       wrapped[op] = (...args: unknown[]) => {

@@ -1,8 +1,8 @@
 // The registry's state on one storage driver: blobs, uploads, manifests, versions, and the
 // template catalog records written when a version is published.
 import { OciError } from './errors.ts';
-import type { StorageDriver } from './storage/driver.ts';
-import { BlobStore, isNotFound } from './store/blobs.ts';
+import { isNotFound, type StorageDriver } from './storage/driver.ts';
+import { BlobStore } from './store/blobs.ts';
 import { ManifestStore } from './store/manifests.ts';
 import { isReservedComponent, REPOSITORY_NAME } from './store/paths.ts';
 import { UploadStore } from './store/uploads.ts';

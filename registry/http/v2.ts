@@ -9,7 +9,7 @@ import { OciError, RequestBodyError } from '../errors.ts';
 import type { Registry } from '../registry.ts';
 import { MAX_MANIFEST_SIZE } from '../store/manifests.ts';
 import type { UploadState } from '../store/uploads.ts';
-import { directSendOf, InvalidOffsetError } from '../storage/driver.ts';
+import { directSendOf, InvalidOffsetError, StorageUnavailableError } from '../storage/driver.ts';
 
 export interface V2Options {
   registry: Registry;
@@ -423,6 +423,8 @@ export async function v2Routes(app: FastifyInstance, opts: V2Options): Promise<v
   }
 }
 
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ETIMEDOUT', 'ECONNRESET', 'EHOSTUNREACH']);
+
 /** Turns errors into OCI error bodies; storage range errors become 416. */
 export function ociErrorHandler(err: Error & { statusCode?: number }, req: FastifyRequest, reply: FastifyReply) {
   // Failed before the whole request body arrived (a storage error mid-upload, a body refused
@@ -442,9 +444,11 @@ export function ociErrorHandler(err: Error & { statusCode?: number }, req: Fasti
   }
   if (err.statusCode && err.statusCode < 500) return reply.code(err.statusCode).send(new OciError('UNSUPPORTED', err.message, undefined, err.statusCode).body());
   req.log.error({ err }, 'request failed');
-  // The storage is down or unreachable: 503 tells clients to retry, as the spec's UNAVAILABLE.
+  // The storage is down, unreachable or failing: 503 tells clients to retry, as the spec's
+  // UNAVAILABLE. Drivers say so with StorageUnavailableError; a connection error straight from a
+  // body stream (a read that failed before anything was sent) means the same.
   const cause = err as Error & { code?: string; cause?: { code?: string } };
-  if (err.name === 'S3StorageError' || ['ECONNREFUSED', 'ETIMEDOUT', 'ECONNRESET', 'EHOSTUNREACH'].includes(cause.code ?? cause.cause?.code ?? '')) {
+  if (err instanceof StorageUnavailableError || NETWORK_CODES.has(cause.code ?? cause.cause?.code ?? '')) {
     return reply.code(503).header('Retry-After', '1').send(new OciError('UNAVAILABLE', 'storage unavailable, try again').body());
   }
   return reply.code(500).send({ errors: [{ code: 'UNKNOWN', message: 'internal error' }] });

@@ -15,6 +15,10 @@
 // leave something behind on every driver (orphan multipart uploads, a crashed process's temp
 // files), and garbage collection cleans both the same way, with its grace period.
 //
+// Errors are part of the contract: a missing path is PathNotFoundError (isNotFound), storage
+// that cannot be used just now (unreachable, failing, refusing) StorageUnavailableError, a path
+// outside the grammar InvalidPathError, a read past the end InvalidOffsetError.
+//
 // Correctness never depends on listing: the registry checks existence with stat/getContent
 // and commits with create-only writes (putContent with ifNotExists), which S3 honours for
 // plain PUTs (If-None-Match: *) and the fs driver with an exclusive link.
@@ -106,6 +110,38 @@ export class PathNotFoundError extends Error {
     super(`path not found: ${path}`);
     this.name = 'PathNotFoundError';
     this.path = path;
+  }
+}
+
+/**
+ * The storage cannot be used just now: unreachable (S3 endpoint down, connection refused or
+ * timed out), or failing or refusing (a disk's EIO, a full or read-only file system, denied
+ * access). Whatever the driver, the registry answers it 503 UNAVAILABLE, which tells clients to
+ * retry. Drivers throw it, or a subclass with their own detail (S3StorageError).
+ */
+export class StorageUnavailableError extends Error {
+  /** The driver's error code: an S3 code (NoSuchBucket, AccessDenied), an errno (EIO, ECONNREFUSED). */
+  readonly code: string | undefined;
+  constructor(message: string, opts: { code?: string; cause?: unknown } = {}) {
+    super(message, { cause: opts.cause });
+    this.name = 'StorageUnavailableError';
+    this.code = opts.code;
+  }
+}
+
+/** Whether a driver call failed because nothing is at its path. */
+export function isNotFound(err: unknown): boolean {
+  return err instanceof PathNotFoundError;
+}
+
+/** Whether something (an object or a directory) is at `path`; other failures are thrown. */
+export async function exists(driver: StorageDriver, path: string): Promise<boolean> {
+  try {
+    await driver.stat(path);
+    return true;
+  } catch (err) {
+    if (isNotFound(err)) return false;
+    throw err;
   }
 }
 

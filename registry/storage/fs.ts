@@ -50,6 +50,7 @@ import {
   InvalidOffsetError,
   isPathComponent,
   PathNotFoundError,
+  StorageUnavailableError,
   type FileInfo,
   type FileWriter,
   type SendTo,
@@ -106,6 +107,35 @@ function errno(err: unknown): string | undefined {
 }
 
 const notFoundCodes = new Set(['ENOENT', 'ENOTDIR']);
+/** The disk failing (EIO, a stale or lost network mount), full, read-only, or refusing access. */
+const unavailableCodes = new Set(['EIO', 'ESTALE', 'ENOTCONN', 'ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'EMFILE', 'ENFILE']);
+
+/** Whether a file system error says the path is not there. */
+function isMissing(err: unknown): boolean {
+  return notFoundCodes.has(errno(err) ?? '');
+}
+
+/**
+ * The driver contract's form of a file system error at storage path `path`: a missing path
+ * is PathNotFoundError (unless `missing` is false: where the path was just there, or was
+ * being created), a disk that fails or refuses is StorageUnavailableError, anything else is
+ * left as it is.
+ */
+function fsError(err: unknown, path: string, missing = true): unknown {
+  const code = errno(err);
+  if (missing && notFoundCodes.has(code ?? '')) return new PathNotFoundError(path);
+  if (code && unavailableCodes.has(code)) return new StorageUnavailableError(`storage unavailable: ${path}: ${code}`, { code, cause: err });
+  return err;
+}
+
+/** Runs a synchronous file system call on behalf of storage path `path`, its errors as fsError has them. */
+function onPath<T>(path: string, fn: () => T, missing = true): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw fsError(err, path, missing);
+  }
+}
 
 export class FsDriver implements StorageDriver {
   readonly name = 'filesystem';
@@ -194,16 +224,21 @@ export class FsDriver implements StorageDriver {
   // asynchronous.
   async getContent(path: string): Promise<Buffer> {
     const p = this.full(path);
-    try {
-      return this.small.read(p);
-    } catch (err) {
-      if (notFoundCodes.has(errno(err) ?? '') || errno(err) === 'EISDIR') throw new PathNotFoundError(path);
-      throw err;
-    }
+    const content = onPath(path, () => this.small.read(p));
+    if (!content) throw new PathNotFoundError(path); // a directory is not content
+    return content;
   }
 
   async putContent(path: string, content: Buffer, opts: WriteOptions & { ifNotExists?: boolean } = {}): Promise<boolean> {
     const p = this.full(path);
+    try {
+      return await this.putFile(p, content, opts);
+    } catch (err) {
+      throw fsError(err, path, false);
+    }
+  }
+
+  private async putFile(p: string, content: Buffer, opts: WriteOptions & { ifNotExists?: boolean }): Promise<boolean> {
     // Create-only onto something already there: refused before a temp file is written and
     // fsynced (the exclusive link below still decides any race).
     if (opts.ifNotExists && existsQuietly(p)) return false;
@@ -241,15 +276,9 @@ export class FsDriver implements StorageDriver {
     const p = this.full(path);
     if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidOffsetError(path, offset);
     if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) throw new RangeError(`invalid length ${length} for ${path}`);
-    let fd: number;
+    const fd = onPath(path, () => openSync(p, 'r'));
     try {
-      fd = openSync(p, 'r');
-    } catch (err) {
-      if (notFoundCodes.has(errno(err) ?? '')) throw new PathNotFoundError(path);
-      throw err;
-    }
-    try {
-      const st = fstatSync(fd);
+      const st = onPath(path, () => fstatSync(fd), false);
       if (st.isDirectory()) throw new PathNotFoundError(path);
       if (offset > st.size) throw new InvalidOffsetError(path, offset);
       const end = length === undefined ? st.size : Math.min(st.size, offset + length);
@@ -277,8 +306,8 @@ export class FsDriver implements StorageDriver {
 
   async writer(path: string): Promise<FileWriter> {
     const p = this.full(path);
-    const tmp = this.tempFile();
-    return new FsWriter(this, p, tmp.path, tmp.fd);
+    const tmp = onPath(path, () => this.tempFile(), false);
+    return new FsWriter(this, path, p, tmp.path, tmp.fd);
   }
 
   /** @internal the writer's commit: rename into place; returns the directories that changed. */
@@ -288,14 +317,9 @@ export class FsDriver implements StorageDriver {
 
   async stat(path: string): Promise<FileInfo> {
     const p = this.full(path, true);
-    try {
-      const st = statSync(p);
-      const isDir = st.isDirectory();
-      return { path, size: isDir ? 0 : st.size, modTime: st.mtime, isDir };
-    } catch (err) {
-      if (notFoundCodes.has(errno(err) ?? '')) throw new PathNotFoundError(path);
-      throw err;
-    }
+    const st = onPath(path, () => statSync(p));
+    const isDir = st.isDirectory();
+    return { path, size: isDir ? 0 : st.size, modTime: st.mtime, isDir };
   }
 
   async list(path: string): Promise<string[]> {
@@ -304,11 +328,8 @@ export class FsDriver implements StorageDriver {
     try {
       names = await readdir(p);
     } catch (err) {
-      if (notFoundCodes.has(errno(err) ?? '')) {
-        if (path === '/') return [];
-        throw new PathNotFoundError(path);
-      }
-      throw err;
+      if (path === '/' && isMissing(err)) return [];
+      throw fsError(err, path);
     }
     const base = path === '/' ? '' : path;
     return names
@@ -320,59 +341,50 @@ export class FsDriver implements StorageDriver {
   async move(source: string, dest: string): Promise<void> {
     const s = this.full(source);
     const d = this.full(dest);
-    let st;
-    try {
-      st = statSync(s);
-    } catch (err) {
-      if (notFoundCodes.has(errno(err) ?? '')) throw new PathNotFoundError(source);
-      throw err;
-    }
+    const st = onPath(source, () => statSync(s));
     if (st.isDirectory()) throw new PathNotFoundError(source);
     if (s === d) return;
-    const changed = this.place(d, () => {
-      try {
-        renameSync(s, d);
-      } catch (err) {
-        // ENOENT from a vanished source is not a pruned destination parent.
-        if (errno(err) === 'ENOENT' && !existsQuietly(s)) throw new PathNotFoundError(source);
-        throw err;
-      }
-    });
+    const changed = onPath(
+      dest,
+      () =>
+        this.place(d, () => {
+          try {
+            renameSync(s, d);
+          } catch (err) {
+            // ENOENT from a vanished source is not a pruned destination parent.
+            if (errno(err) === 'ENOENT' && !existsQuietly(s)) throw new PathNotFoundError(source);
+            throw err;
+          }
+        }),
+      false,
+    );
     // The source's directory is not fsynced: if a crash undoes the removal there, the content
     // is in both places, and sources are scratch (an upload) or the trash.
-    await fsyncDirs(changed);
+    await fsyncDirs(changed).catch((err: unknown) => {
+      throw fsError(err, dest, false);
+    });
     this.prune(s);
   }
 
   async delete(path: string): Promise<void> {
     const p = this.full(path);
-    let st;
-    try {
-      st = statSync(p);
-    } catch (err) {
-      if (notFoundCodes.has(errno(err) ?? '')) throw new PathNotFoundError(path);
-      throw err;
-    }
+    const st = onPath(path, () => statSync(p));
     if (st.isDirectory()) {
       // Disappear at once, then remove at leisure.
-      this.init();
-      const trash = join(this.tmp, tempName('.del'));
-      try {
-        renameSync(p, trash);
-      } catch (err) {
-        if (notFoundCodes.has(errno(err) ?? '')) throw new PathNotFoundError(path);
-        throw err;
-      }
+      const trash = onPath(
+        path,
+        () => {
+          this.init();
+          const name = join(this.tmp, tempName('.del'));
+          renameSync(p, name);
+          return name;
+        },
+      );
       await fsyncDirs([dirname(p)]).catch(() => {});
       // On the thread pool: an upload's directory can hold gigabytes.
       await rm(trash, { recursive: true, force: true });
     } else {
-      try {
-        unlinkSync(p);
-      } catch (err) {
-        if (notFoundCodes.has(errno(err) ?? '')) throw new PathNotFoundError(path);
-        throw err;
-      }
+      onPath(path, () => unlinkSync(p));
       await fsyncDirs([dirname(p)]).catch(() => {});
     }
     this.prune(p);
@@ -391,11 +403,9 @@ export class FsDriver implements StorageDriver {
       try {
         entries = await readdir(dir, { withFileTypes: true });
       } catch (err) {
-        if (notFoundCodes.has(errno(err) ?? '')) {
-          if (top && path !== '/') throw new PathNotFoundError(path);
-          return; // root of an empty store, or removed while walking
-        }
-        throw err;
+        // Missing below the top: removed while walking; the root of an empty store is empty.
+        if (isMissing(err) && (!top || path === '/')) return;
+        throw fsError(err, prefix || '/');
       }
       entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
       for (const e of entries) {
@@ -409,8 +419,8 @@ export class FsDriver implements StorageDriver {
           try {
             st = await stat(full);
           } catch (err) {
-            if (notFoundCodes.has(errno(err) ?? '')) continue; // deleted meanwhile
-            throw err;
+            if (isMissing(err)) continue; // deleted meanwhile
+            throw fsError(err, child);
           }
           await fn({ path: child, size: st.size, modTime: st.mtime, isDir: false });
         }
@@ -424,9 +434,15 @@ export class FsDriver implements StorageDriver {
    * `olderThan`, and at once those whose process on this host is gone. Other names are left.
    */
   async abortStaleUploads(olderThan: Date): Promise<number> {
-    this.init();
+    let names: string[];
+    try {
+      this.init();
+      names = await readdir(this.tmp);
+    } catch (err) {
+      throw fsError(err, '/', false);
+    }
     let n = 0;
-    for (const name of await readdir(this.tmp)) {
+    for (const name of names) {
       if (!TEMP_NAME.test(name)) continue;
       const full = join(this.tmp, name);
       try {
@@ -434,7 +450,7 @@ export class FsDriver implements StorageDriver {
         await rm(full, { recursive: true, force: true });
         n++;
       } catch (err) {
-        if (!notFoundCodes.has(errno(err) ?? '')) throw err;
+        if (!isMissing(err)) throw fsError(err, `/${TMP_DIR}/${name}`, false);
       }
     }
     return n;
@@ -446,6 +462,8 @@ const BACKGROUND_FLUSH = 8 << 20;
 
 class FsWriter implements FileWriter {
   private readonly driver: FsDriver;
+  /** The storage path (for errors) and the file it becomes. */
+  private readonly path: string;
   private readonly dest: string;
   private readonly tmpPath: string;
   private readonly fd: number;
@@ -459,8 +477,9 @@ class FsWriter implements FileWriter {
   private flushing: Promise<void> | undefined;
   private unflushed = 0;
 
-  constructor(driver: FsDriver, dest: string, tmpPath: string, fd: number) {
+  constructor(driver: FsDriver, path: string, dest: string, tmpPath: string, fd: number) {
     this.driver = driver;
+    this.path = path;
     this.dest = dest;
     this.tmpPath = tmpPath;
     this.fd = fd;
@@ -505,7 +524,7 @@ class FsWriter implements FileWriter {
         }
       } catch (err) {
         await this.discard('failed');
-        throw err;
+        throw fsError(err, this.path, false);
       }
     });
   }
@@ -521,7 +540,7 @@ class FsWriter implements FileWriter {
         await fsyncDirs(this.driver.commitTemp(this.tmpPath, this.dest));
       } catch (err) {
         await this.discard('failed');
-        throw err;
+        throw fsError(err, this.path, false);
       }
     });
   }
@@ -599,11 +618,12 @@ class SmallFileCache {
   static readonly MAX_FILE = 16 << 10;
   static readonly MAX_BYTES = 4 << 20;
 
-  read(path: string): Buffer {
+  /** The file's content; undefined for a directory. */
+  read(path: string): Buffer | undefined {
     const st = statSync(path);
     const hit = this.entries.get(path);
     if (hit && hit.ino === st.ino && hit.size === st.size && hit.mtimeMs === st.mtimeMs && hit.ctimeMs === st.ctimeMs) return hit.content;
-    if (st.isDirectory()) throw Object.assign(new Error(`EISDIR: ${path}`), { code: 'EISDIR' });
+    if (st.isDirectory()) return undefined;
     const content = readFileSync(path);
     if (hit) this.forget(path, hit.content.length);
     // Remembered only if the file did not change while it was read.

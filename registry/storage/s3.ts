@@ -12,8 +12,9 @@
 //   removes the orphan later).
 // - move is CopyObject (UploadPartCopy in parts above 5 GiB, CopyObject's limit) then
 //   DeleteObject; delete of a directory lists the prefix and deletes in batches of 1000.
-// - Errors: a missing object is PathNotFoundError; anything else is an S3StorageError whose
-//   message names the operation, the key and the S3 code (or the network error code).
+// - Errors: a missing object is PathNotFoundError; anything else is an S3StorageError (a
+//   StorageUnavailableError, the driver contract's) whose message names the operation, the key
+//   and the S3 code (or the network error code).
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -27,6 +28,7 @@ import {
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
+  type ListObjectsV2CommandOutput,
   S3Client,
   UploadPartCommand,
   UploadPartCopyCommand,
@@ -40,6 +42,7 @@ import {
   checkPath,
   InvalidOffsetError,
   PathNotFoundError,
+  StorageUnavailableError,
   type FileInfo,
   type FileWriter,
   type StorageDriver,
@@ -83,12 +86,12 @@ export interface S3DriverOptions {
   multipartCopyPartSize?: number;
 }
 
-/** An S3 failure other than a missing object. */
-export class S3StorageError extends Error {
+/** An S3 failure other than a missing object: to the registry, storage that cannot be used now. */
+export class S3StorageError extends StorageUnavailableError {
   readonly operation: string;
   readonly key: string;
   /** The S3 error code (NoSuchBucket, AccessDenied, ...) or the network error code (ECONNREFUSED). */
-  readonly code: string;
+  declare readonly code: string;
   readonly status: number | undefined;
   constructor(operation: string, key: string, err: unknown) {
     const e = err as { name?: string; Code?: string; code?: string; message?: string; $metadata?: { httpStatusCode?: number } };
@@ -96,11 +99,10 @@ export class S3StorageError extends Error {
     const status = e?.$metadata?.httpStatusCode;
     // RGW's error bodies carry no Message: the SDK then says 'UnknownError', which adds nothing.
     const detail = e?.message && e.message !== code && e.message !== 'UnknownError' ? `: ${e.message}` : '';
-    super(`s3 ${operation} ${key}: ${code}${status ? ` (HTTP ${status})` : ''}${detail}`, { cause: err });
+    super(`s3 ${operation} ${key}: ${code}${status ? ` (HTTP ${status})` : ''}${detail}`, { code, cause: err });
     this.name = 'S3StorageError';
     this.operation = operation;
     this.key = key;
-    this.code = code;
     this.status = status;
   }
 }
@@ -113,7 +115,8 @@ function errName(err: unknown): string | undefined {
   return (err as { name?: string; Code?: string } | undefined)?.Code ?? (err as { name?: string } | undefined)?.name;
 }
 
-function isNotFound(err: unknown): boolean {
+/** Whether an SDK error says the object (not the bucket, not an upload) is not there. */
+function isMissingObject(err: unknown): boolean {
   const name = errName(err);
   if (name === 'NoSuchKey' || name === 'NotFound') return true;
   return status(err) === 404 && name !== 'NoSuchBucket' && name !== 'NoSuchUpload';
@@ -180,12 +183,27 @@ export class S3Driver implements StorageDriver {
     return `/${key.slice(this.prefix.length)}`;
   }
 
+  /**
+   * The pages of a ListObjectsV2 listing of `Prefix`, one request each, followed to the end (or
+   * as far as the caller reads). `Delimiter`/`MaxKeys` as ListObjectsV2 takes them.
+   */
+  private async *listPages(Prefix: string, opts: { Delimiter?: string; MaxKeys?: number } = {}): AsyncGenerator<ListObjectsV2CommandOutput> {
+    let ContinuationToken: string | undefined;
+    do {
+      const out = await this.send('ListObjectsV2', Prefix, () =>
+        this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix, ...opts, ContinuationToken })),
+      );
+      yield out;
+      ContinuationToken = out.IsTruncated ? out.NextContinuationToken : undefined;
+    } while (ContinuationToken);
+  }
+
   /** Sends a command, turning failures into S3StorageError (and 404s into PathNotFoundError when `path` is given). */
   private async send<T>(operation: string, key: string, fn: () => Promise<T>, path?: string): Promise<T> {
     try {
       return await fn();
     } catch (err) {
-      if (path !== undefined && isNotFound(err)) throw new PathNotFoundError(path);
+      if (path !== undefined && isMissingObject(err)) throw new PathNotFoundError(path);
       throw new S3StorageError(operation, key, err);
     }
   }
@@ -254,7 +272,7 @@ export class S3Driver implements StorageDriver {
       const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key, Range }));
       return (out.Body as Readable | undefined) ?? Readable.from([]);
     } catch (err) {
-      if (isNotFound(err)) throw new PathNotFoundError(path);
+      if (isMissingObject(err)) throw new PathNotFoundError(path);
       if (status(err) === 416) {
         // Not satisfiable: at the very end (an empty read) or past it.
         const { size } = await this.head(path, Key);
@@ -298,10 +316,8 @@ export class S3Driver implements StorageDriver {
       }
     }
     const Prefix = this.dirPrefix(path);
-    const out = await this.send('ListObjectsV2', Prefix, () =>
-      this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix, MaxKeys: 1 })),
-    );
-    const first = out.Contents?.[0];
+    const { value: out } = await this.listPages(Prefix, { MaxKeys: 1 }).next();
+    const first = out?.Contents?.[0];
     if (!first && path !== '/') throw new PathNotFoundError(path);
     return { path, size: 0, modTime: first?.LastModified ?? new Date(0), isDir: true };
   }
@@ -309,15 +325,10 @@ export class S3Driver implements StorageDriver {
   async list(path: string): Promise<string[]> {
     const Prefix = this.dirPrefix(path);
     const children: string[] = [];
-    let ContinuationToken: string | undefined;
-    do {
-      const out = await this.send('ListObjectsV2', Prefix, () =>
-        this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix, Delimiter: '/', ContinuationToken })),
-      );
+    for await (const out of this.listPages(Prefix, { Delimiter: '/' })) {
       for (const c of out.Contents ?? []) if (c.Key && c.Key !== Prefix) children.push(this.pathOf(c.Key));
       for (const cp of out.CommonPrefixes ?? []) if (cp.Prefix) children.push(this.pathOf(cp.Prefix.slice(0, -1)));
-      ContinuationToken = out.IsTruncated ? out.NextContinuationToken : undefined;
-    } while (ContinuationToken);
+    }
     if (children.length === 0 && path !== '/') throw new PathNotFoundError(path);
     return [...new Set(children)].sort();
   }
@@ -388,11 +399,7 @@ export class S3Driver implements StorageDriver {
       if (!(err instanceof PathNotFoundError)) throw err;
     }
     const Prefix = this.dirPrefix(path);
-    let ContinuationToken: string | undefined;
-    do {
-      const out = await this.send('ListObjectsV2', Prefix, () =>
-        this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix, ContinuationToken, MaxKeys: 1000 })),
-      );
+    for await (const out of this.listPages(Prefix, { MaxKeys: 1000 })) {
       const keys = (out.Contents ?? []).flatMap((c) => (c.Key ? [{ Key: c.Key }] : []));
       if (keys.length) {
         found = true;
@@ -405,8 +412,7 @@ export class S3Driver implements StorageDriver {
           throw new S3StorageError('DeleteObjects', f?.Key ?? Prefix, { Code: f?.Code, message: `${failed.length} of ${keys.length} keys failed: ${f?.Message ?? ''}` });
         }
       }
-      ContinuationToken = out.IsTruncated ? out.NextContinuationToken : undefined;
-    } while (ContinuationToken);
+    }
     if (!found) throw new PathNotFoundError(path);
   }
 
@@ -419,19 +425,14 @@ export class S3Driver implements StorageDriver {
 
   async walk(path: string, fn: (info: FileInfo) => Promise<void> | void): Promise<void> {
     const Prefix = this.dirPrefix(path);
-    let ContinuationToken: string | undefined;
     let any = false;
-    do {
-      const out = await this.send('ListObjectsV2', Prefix, () =>
-        this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix, ContinuationToken })),
-      );
+    for await (const out of this.listPages(Prefix)) {
       for (const c of out.Contents ?? []) {
         if (!c.Key || c.Key.endsWith('/')) continue;
         any = true;
         await fn({ path: this.pathOf(c.Key), size: c.Size ?? 0, modTime: c.LastModified ?? new Date(0), isDir: false });
       }
-      ContinuationToken = out.IsTruncated ? out.NextContinuationToken : undefined;
-    } while (ContinuationToken);
+    }
     if (!any && path !== '/') throw new PathNotFoundError(path);
   }
 

@@ -3,7 +3,7 @@
 import type { Readable } from 'node:stream';
 import type { Digest } from '../../format/digest.ts';
 import { OciError } from '../errors.ts';
-import { PathNotFoundError, type StorageDriver } from '../storage/driver.ts';
+import { exists, isNotFound, type StorageDriver } from '../storage/driver.ts';
 import { paths } from './paths.ts';
 
 export interface BlobInfo {
@@ -11,9 +11,8 @@ export interface BlobInfo {
   size: number;
 }
 
-export function isNotFound(err: unknown): boolean {
-  return err instanceof PathNotFoundError;
-}
+/** @deprecated import it from registry/storage/driver.ts (kept for bench/search.ts). */
+export { isNotFound } from '../storage/driver.ts';
 
 export class BlobStore {
   readonly driver: StorageDriver;
@@ -54,13 +53,7 @@ export class BlobStore {
   }
 
   async isLinked(repo: string, digest: Digest): Promise<boolean> {
-    try {
-      await this.driver.stat(paths.layerLink(repo, digest));
-      return true;
-    } catch (err) {
-      if (isNotFound(err)) return false;
-      throw err;
-    }
+    return exists(this.driver, paths.layerLink(repo, digest));
   }
 
   /** The blob as repository `repo` serves it; BLOB_UNKNOWN if the repository has no link to it. */
@@ -76,7 +69,7 @@ export class BlobStore {
 
   async unlink(repo: string, digest: Digest): Promise<void> {
     try {
-      await this.driver.delete(paths.layerLink(repo, digest).replace(/\/link$/, ''));
+      await this.driver.delete(paths.layerLinkDir(repo, digest));
     } catch (err) {
       if (isNotFound(err)) throw new OciError('BLOB_UNKNOWN', `blob unknown to repository ${repo}`, { digest });
       throw err;

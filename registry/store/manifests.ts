@@ -3,10 +3,10 @@
 // reader sees a whole manifest or none. Semver tags are versions: create-only (immutable).
 import { sha256, isDigest, type Digest } from '../../format/digest.ts';
 import { OciError } from '../errors.ts';
-import type { StorageDriver } from '../storage/driver.ts';
-import { isNotFound, type BlobStore } from './blobs.ts';
+import { exists, isNotFound, type StorageDriver } from '../storage/driver.ts';
+import type { BlobStore } from './blobs.ts';
 import { parseManifest, type ParsedManifest } from './manifest-schema.ts';
-import { paths, TAG } from './paths.ts';
+import { parsePath, paths, TAG } from './paths.ts';
 import { isVersionTag } from '../../format/versions.ts';
 
 export const MAX_MANIFEST_SIZE = 4 * 1024 * 1024;
@@ -64,7 +64,7 @@ export class ManifestStore {
       if (isNotFound(err)) throw new OciError('MANIFEST_UNKNOWN', `manifest unknown: ${repo}@${digest}`, { reference });
       throw err;
     }
-    return { digest, mediaType, bytes: await this.content(digest) };
+    return { digest, mediaType, bytes: await this.content(repo, reference, digest) };
   }
 
   /**
@@ -89,16 +89,25 @@ export class ManifestStore {
 
   /**
    * A manifest's bytes never change for its digest, so they are kept in memory (bounded);
-   * whether the repository still has it is for the caller to check (revisionMediaType).
+   * whether the repository still has it is for the caller to check (revisionMediaType). Bytes
+   * that garbage collection set aside are brought back; bytes that are gone (a revision link
+   * whose blob was lost) make the manifest unknown, as if the revision were not there.
    */
-  private async content(digest: Digest): Promise<Buffer> {
+  private async content(repo: string, reference: string, digest: Digest): Promise<Buffer> {
     const cached = this.cache.get(digest);
     if (cached) {
       this.cache.delete(digest);
       this.cache.set(digest, cached);
       return cached;
     }
-    const bytes = await this.blobs.getContent(digest);
+    let bytes: Buffer;
+    try {
+      bytes = await this.blobs.getContent(digest);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      if (!(await this.blobs.restore(digest))) throw new OciError('MANIFEST_UNKNOWN', `manifest unknown: ${repo}@${digest} (its content is missing)`, { reference });
+      bytes = await this.blobs.getContent(digest);
+    }
     this.cache.set(digest, bytes);
     this.cachedBytes += bytes.length;
     for (const [key, value] of this.cache) {
@@ -110,13 +119,7 @@ export class ManifestStore {
   }
 
   async exists(repo: string, digest: Digest): Promise<boolean> {
-    try {
-      await this.driver.stat(paths.manifestRevisionLink(repo, digest));
-      return true;
-    } catch (err) {
-      if (isNotFound(err)) return false;
-      throw err;
-    }
+    return exists(this.driver, paths.manifestRevisionLink(repo, digest));
   }
 
   /**
@@ -155,7 +158,7 @@ export class ManifestStore {
       // The manifest's own bytes too: restored from the trash, or written again.
       await this.blobs.putContent(digest, bytes);
     } catch (err) {
-      if (!hadRevision) await this.driver.delete(paths.manifestRevisionLink(repo, digest).replace(/\/link$/, '')).catch(() => undefined);
+      if (!hadRevision) await this.driver.delete(paths.manifestRevision(repo, digest)).catch(() => undefined);
       throw err;
     }
     const subject = parsed.manifest.subject;
@@ -241,7 +244,7 @@ export class ManifestStore {
         removedTags.push(tag);
       }
     }
-    await this.driver.delete(paths.manifestRevisionLink(repo, digest).replace(/\/link$/, ''));
+    await this.driver.delete(paths.manifestRevision(repo, digest));
     return removedTags;
   }
 
@@ -259,9 +262,10 @@ export class ManifestStore {
   async referrers(repo: string, subject: Digest): Promise<Digest[]> {
     const out: Digest[] = [];
     try {
-      await this.driver.walk(paths.referrers(repo, subject), (info) => {
-        const m = /\/sha256\/([a-f0-9]{64})\/link$/.exec(info.path);
-        if (m) out.push(`sha256:${m[1]}`);
+      const dir = paths.referrerLinks(repo, subject);
+      await this.driver.walk(dir, (info) => {
+        const referrer = parsePath.digestLink(dir, info.path);
+        if (referrer) out.push(referrer);
       });
     } catch (err) {
       if (!isNotFound(err)) throw err;

@@ -6,8 +6,8 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { digestOfHash, type Digest } from '../../format/digest.ts';
 import { OciError } from '../errors.ts';
-import type { StorageDriver } from '../storage/driver.ts';
-import { isNotFound, type BlobStore } from './blobs.ts';
+import { isNotFound, type StorageDriver } from '../storage/driver.ts';
+import type { BlobStore } from './blobs.ts';
 import { paths } from './paths.ts';
 
 export interface UploadState {
