@@ -58,16 +58,15 @@ export function checkSignatureLayer(index: number, layer: SignatureLayer, payloa
 export interface VerifyOutcome {
   verified?: { layer: number; payload: SimpleSigningPayload };
   rejections: Rejection[];
-  /** How many layers are signatures (simple-signing payloads). */
+  /** How many layers are signatures (simple-signing payloads), all of them. */
   signatures: number;
 }
 
 /** The first layer that verifies, and why each one before it did not. */
 export function verifySignatureLayers(layers: Array<{ layer: SignatureLayer; payload: Buffer | { error: string } }>, key: PublicKey, expected: Expected): VerifyOutcome {
   const rejections: Rejection[] = [];
-  let signatures = 0;
+  const signatures = layers.filter(({ layer }) => layer.mediaType === SIMPLE_SIGNING_MEDIA_TYPE).length;
   for (const [i, { layer, payload }] of layers.entries()) {
-    if (layer.mediaType === SIMPLE_SIGNING_MEDIA_TYPE) signatures++;
     const result = checkSignatureLayer(i, layer, payload, key, expected);
     if (result.ok) return { verified: { layer: result.layer, payload: result.payload }, rejections, signatures };
     if (result.kind !== 'not-a-signature') rejections.push({ layer: result.layer, kind: result.kind, message: result.message });

@@ -89,7 +89,7 @@ describe('cosign key files', () => {
       ['raised scrypt cost', withJson({ ...json, kdf: { ...json.kdf, params: { N: 1 << 20, r: 8, p: 1 } } }), 'kdf', /unexpected scrypt parameters/],
       ['another cipher', withJson({ ...json, cipher: { ...json.cipher, name: 'aes' } }), 'cipher', /unknown cipher "aes"/],
       ['short nonce', withJson({ ...json, cipher: { ...json.cipher, nonce: 'AAAA' } }), 'cipher', /nonce has 3 bytes/],
-      ['flipped ciphertext', withJson({ ...json, ciphertext: Buffer.from(json.ciphertext, 'base64').map((b: number, i: number) => (i === 20 ? b ^ 1 : b)).toString('base64') }), 'wrong-password', /wrong password/],
+      ['flipped ciphertext', withJson({ ...json, ciphertext: Buffer.from(Buffer.from(json.ciphertext, 'base64').map((b: number, i: number) => (i === 20 ? b ^ 1 : b))).toString('base64') }), 'wrong-password', /wrong password/],
     ];
     for (const [what, text, kind, message] of cases) {
       const err = await keyError(decodeCosignPrivateKey(text, 'right', '/keys/acme.key'), what);
