@@ -53,6 +53,11 @@ fi
 export PATH=/usr/local/bin:$PATH
 echo "setup: node $(node --version)"
 
+# tests: Debian 12's skopeo is built without sigstore; the signature tests use Debian 13's,
+# unpacked under /opt/vztpl-test (the system's packages stay as they are).
+sigstore_skopeo=$(bash scripts/skopeo-sigstore.sh /opt/vztpl-test/skopeo-sigstore | tail -1)
+echo "setup: $sigstore_skopeo (with sigstore) for the signature tests"
+
 npm ci --no-audit --no-fund
 npm run build
 bash scripts/install-cli.sh /usr/local

@@ -9,8 +9,9 @@
 // Debian 12's skopeo 1.9 and podman 4.3 are built with sigstore disabled (Debian's
 // disable-sigstore.patch in golang-github-containers-image 5.23.1: "Debian-local change: sigstore
 // disabled"). The tests that need containers/image's sigstore code run with the skopeo named by
-// VZTPL_TEST_SKOPEO (e.g. Debian 13's skopeo 1.18: test/trust/skopeo-with-sigstore.sh fetches
+// VZTPL_TEST_SKOPEO (e.g. Debian 13's skopeo 1.18: scripts/skopeo-sigstore.sh fetches
 // it) and are skipped, saying why, when the skopeo at hand cannot sign; vztpl's side always runs.
+import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -39,8 +40,10 @@ import {
   type Spawned,
 } from '../helpers/registry-env.ts';
 
-const SKOPEO = process.env.VZTPL_TEST_SKOPEO || 'skopeo';
-const haveSkopeo = Boolean(process.env.VZTPL_TEST_SKOPEO || findProgram('skopeo'));
+/** A skopeo with sigstore: $VZTPL_TEST_SKOPEO, else the one scripts/setup.sh fetches, else the host's. */
+const SIGSTORE_SKOPEO = '/opt/vztpl-test/skopeo-sigstore/skopeo';
+const SKOPEO = process.env.VZTPL_TEST_SKOPEO || (existsSync(SIGSTORE_SKOPEO) ? SIGSTORE_SKOPEO : 'skopeo');
+const haveSkopeo = SKOPEO !== 'skopeo' || Boolean(findProgram('skopeo'));
 const PASSWORD = 'correct horse battery staple';
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 
@@ -114,7 +117,7 @@ describe.skipIf(!haveSkopeo)('sigstore signatures with skopeo and vztpl', () => 
     if (probe.code !== 0) {
       const version = (await run(SKOPEO, ['--version'])).stdout.trim();
       noSigstore = /sigstore disabled/.test(probe.stderr)
-        ? `${version} (${SKOPEO}) is built without sigstore ("${probe.stderr.trim().replace(/^.*msg="|"$/g, '')}"): set VZTPL_TEST_SKOPEO to a skopeo with sigstore (test/trust/skopeo-with-sigstore.sh)`
+        ? `${version} (${SKOPEO}) is built without sigstore ("${probe.stderr.trim().replace(/^.*msg="|"$/g, '')}"): set VZTPL_TEST_SKOPEO to a skopeo with sigstore (scripts/skopeo-sigstore.sh)`
         : `${version} (${SKOPEO}) could not sign: ${probe.stderr.trim()}`;
     }
   });
