@@ -1,6 +1,7 @@
 // The shared driver suite against the fs driver, plus what only a file system shows: temp files
 // out of sight, confinement to the root, stale temp files removed.
-import { mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { chmod, mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -12,7 +13,38 @@ async function makeFs() {
   return { root, driver: new FsDriver({ root }), cleanup: () => rm(root, { recursive: true, force: true }) };
 }
 
-driverSuite('fs', makeFs);
+/**
+ * A store that refuses every change: its tree made read-only for this user (EACCES), or for root,
+ * whom permissions do not stop, immutable (chattr +i: EPERM). Undefined where neither works.
+ */
+async function makeUnwritableFs() {
+  const { root, driver, cleanup } = await makeFs();
+  const present = '/unavailable/present';
+  await driver.putContent(present, Buffer.from('here before'));
+  const dirs = [root, join(root, '.~tmp'), join(root, 'unavailable')];
+  const asRoot = process.getuid?.() === 0;
+  const chattr = (flag: string) => spawnSync('chattr', [flag, ...dirs], { encoding: 'utf8' });
+  if (asRoot) {
+    if (chattr('+i').status !== 0) {
+      await cleanup();
+      return undefined;
+    }
+  } else {
+    for (const d of dirs) await chmod(d, 0o555);
+  }
+  return {
+    driver,
+    present,
+    unreachable: false,
+    cleanup: async () => {
+      if (asRoot) chattr('-i');
+      else for (const d of dirs) await chmod(d, 0o755);
+      await cleanup();
+    },
+  };
+}
+
+driverSuite('fs', makeFs, { unavailable: makeUnwritableFs });
 
 describe('fs driver specifics', () => {
   it('keeps temp files in one hidden directory and leaves none behind', async () => {

@@ -4,6 +4,7 @@
 // redirects, multipart copy, orphan uploads, errors, and a gateway that dies mid-upload.
 import { randomBytes } from 'node:crypto';
 import { createServer, get as httpGet } from 'node:http';
+import { createServer as createTcpServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import {
   AbortMultipartUploadCommand,
@@ -59,7 +60,23 @@ if (!env) {
     };
   };
 
-  driverSuite('s3', () => makeS3());
+  /** A port of 127.0.0.1 where nothing listens (one the system just gave out and took back). */
+  const unusedPort = () =>
+    new Promise<number>((resolve, reject) => {
+      const server = createTcpServer().listen(0, '127.0.0.1', () => {
+        const { port } = server.address() as AddressInfo;
+        server.close(() => resolve(port));
+      });
+      server.on('error', reject);
+    });
+
+  // Unreachable: the driver as configured for the run, at an endpoint where no server listens.
+  const makeUnreachable = async () => {
+    const driver = new S3Driver({ ...base, prefix: 'unreachable', endpoint: `http://127.0.0.1:${await unusedPort()}`, connectionTimeout: 2000 });
+    return { driver, present: '/unavailable/present', unreachable: true, cleanup: async () => driver.destroy() };
+  };
+
+  driverSuite('s3', () => makeS3(), { unavailable: makeUnreachable });
 
   describe('s3 driver specifics', () => {
     it('an independent client (minio) reads exactly what landed: keys are prefix + path', async () => {

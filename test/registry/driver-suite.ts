@@ -8,6 +8,7 @@ import {
   InvalidOffsetError,
   InvalidPathError,
   PathNotFoundError,
+  StorageUnavailableError,
   type FileInfo,
   type StorageDriver,
 } from '../../registry/storage/driver.ts';
@@ -16,6 +17,25 @@ export interface DriverFixture {
   driver: StorageDriver;
   cleanup(): Promise<void>;
 }
+
+/**
+ * A driver whose storage cannot be used: `unreachable` when nothing answers at all (an S3
+ * endpoint where no server listens: every call fails), else storage that refuses every change
+ * (a file system tree that may be read but not written). `present` is a path that was there
+ * before (on storage that refuses changes).
+ */
+export interface UnavailableFixture extends DriverFixture {
+  unreachable: boolean;
+  present: string;
+}
+
+export interface DriverSuiteOptions {
+  /** Storage that cannot be used; undefined (the case is skipped) where the machine cannot make it. */
+  unavailable?: () => Promise<UnavailableFixture | undefined>;
+}
+
+/** Each driver call that cannot reach or change its storage fails with the contract's error, within this. */
+const UNAVAILABLE_WITHIN_MS = 15_000;
 
 const MiB = 1024 * 1024;
 
@@ -45,7 +65,7 @@ async function walkAll(driver: StorageDriver, path: string): Promise<FileInfo[]>
   return seen.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
-export function driverSuite(name: string, make: () => Promise<DriverFixture>): void {
+export function driverSuite(name: string, make: () => Promise<DriverFixture>, opts: DriverSuiteOptions = {}): void {
   describe(`storage driver suite: ${name}`, () => {
     let fx: DriverFixture;
     let d: StorageDriver;
@@ -398,6 +418,51 @@ export function driverSuite(name: string, make: () => Promise<DriverFixture>): v
       await d.delete('/odd/.d');
       await notFound(d.stat('/odd/.d/.e'));
       expect((await walkAll(d, '/odd')).length).toBe(names.length - 2);
+    });
+
+    it('storage that cannot be used: every call that needs it fails with StorageUnavailableError, promptly', async (ctx) => {
+      const fx = opts.unavailable ? await opts.unavailable() : undefined;
+      if (!fx) return ctx.skip();
+      const u = fx.driver;
+      try {
+        const calls: Array<[string, () => Promise<unknown>]> = [
+          ['putContent', () => u.putContent('/unavailable/new', Buffer.from('x'))],
+          ['putContent ifNotExists', () => u.putContent('/unavailable/once', Buffer.from('x'), { ifNotExists: true })],
+          [
+            'writer',
+            async () => {
+              const w = await u.writer('/unavailable/written');
+              await w.write(randomBytes(1000));
+              await w.commit();
+            },
+          ],
+          ['move', () => u.move(fx.present, '/unavailable/moved')],
+          ['delete', () => u.delete(fx.present)],
+        ];
+        if (fx.unreachable) {
+          calls.push(
+            ['getContent', () => u.getContent(fx.present)],
+            ['reader', () => u.reader(fx.present)],
+            ['stat', () => u.stat(fx.present)],
+            ['list', () => u.list('/')],
+            ['walk', () => u.walk('/', () => {})],
+            ['abortStaleUploads', () => u.abortStaleUploads(new Date())],
+          );
+        }
+        for (const [what, call] of calls) {
+          const t0 = Date.now();
+          const err = await call().then(
+            () => new Error(`${what} succeeded`),
+            (e: unknown) => e,
+          );
+          const elapsed = Date.now() - t0;
+          expect(err, what).toBeInstanceOf(StorageUnavailableError);
+          expect((err as StorageUnavailableError).code, what).toMatch(/^[A-Za-z]+$/);
+          expect(elapsed, what).toBeLessThan(UNAVAILABLE_WITHIN_MS);
+        }
+      } finally {
+        await fx.cleanup();
+      }
     });
 
     it('abortStaleUploads leaves writers in progress alone', async () => {

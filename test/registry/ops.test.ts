@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256 } from '../../format/digest.ts';
 import { buildServer } from '../../registry/server.ts';
-import type { StorageDriver } from '../../registry/storage/driver.ts';
+import { StorageUnavailableError, type StorageDriver } from '../../registry/storage/driver.ts';
 import { FsDriver } from '../../registry/storage/fs.ts';
 
 function metricValue(text: string, name: string, labels: Record<string, string>): number {
@@ -23,7 +23,8 @@ describe('operations endpoints', () => {
   let dir: string;
   let base: string;
   let close: () => Promise<void>;
-  let failGetContent = false;
+  /** While set, getContent fails with this. */
+  let failGetContent: Error | undefined;
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'vztpl-ops-'));
@@ -31,7 +32,10 @@ describe('operations endpoints', () => {
     // Fault injection on top of the real driver: getContent fails while the flag is set.
     const faulty: StorageDriver = new Proxy(real, {
       get(target, prop, receiver) {
-        if (prop === 'getContent' && failGetContent) return async () => Promise.reject(new Error('injected storage failure'));
+        if (prop === 'getContent' && failGetContent) {
+          const err = failGetContent;
+          return async () => Promise.reject(err);
+        }
         const v = Reflect.get(target, prop, receiver) as unknown;
         return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
       },
@@ -56,10 +60,12 @@ describe('operations endpoints', () => {
     const blob = Buffer.from('metrics test blob');
     const put = await fetch(`${base}/v2/ops/test/blobs/uploads/?digest=${sha256(blob)}`, { method: 'POST', body: blob, headers: { 'content-type': 'application/octet-stream' } });
     expect(put.status).toBe(201);
-    expect((await fetch(`${base}/v2/ops/test/blobs/${sha256(Buffer.from('missing'))}`)).status).toBe(404);
-    failGetContent = true;
+    const missing = await fetch(`${base}/v2/ops/test/blobs/${sha256(Buffer.from('missing'))}`);
+    expect(missing.status).toBe(404);
+    expect(((await missing.json()) as { errors: Array<{ code: string }> }).errors[0]!.code).toBe('BLOB_UNKNOWN');
+    failGetContent = new Error('injected storage failure');
     const broken = await fetch(`${base}/v2/ops/test/manifests/1.0.0`);
-    failGetContent = false;
+    failGetContent = undefined;
     expect(broken.status).toBe(500);
     expect(((await broken.json()) as { errors: Array<{ code: string }> }).errors[0]!.code).toBe("UNKNOWN");
 
@@ -73,5 +79,14 @@ describe('operations endpoints', () => {
     expect(delta('vztpl_http_received_bytes_total', { route: 'v2_uploads' })).toBe(blob.length);
     expect(delta('vztpl_storage_errors_total', { driver: 'filesystem', op: 'getContent' })).toBe(1);
     expect(delta('vztpl_storage_operations_total', { driver: 'filesystem', op: 'getContent' })).toBeGreaterThanOrEqual(1);
+  });
+
+  it('storage that cannot be used, whatever the driver (StorageUnavailableError): 503 UNAVAILABLE with Retry-After', async () => {
+    failGetContent = new StorageUnavailableError('storage unavailable: injected', { code: 'EIO' });
+    const res = await fetch(`${base}/v2/ops/test/manifests/1.0.0`);
+    failGetContent = undefined;
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('1');
+    expect(((await res.json()) as { errors: Array<{ code: string }> }).errors[0]!.code).toBe('UNAVAILABLE');
   });
 });
