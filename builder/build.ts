@@ -20,6 +20,7 @@ import type { PackageManager, StepRequest } from './managers/index.ts';
 import { stepKind, type Step } from './recipe/schema.ts';
 import { sourceFor } from './sources/index.ts';
 import { StepCache, DEFAULT_CACHE_DIR, type CachedLayer } from './step-cache.ts';
+import { holdSharedLock, PACKAGE_LOCK_WAIT_MS } from './package-cache.ts';
 
 export interface BuildOptions {
   recipe: string;
@@ -52,13 +53,31 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const signal = opts.signal ?? new AbortController().signal;
   const compression = opts.compression ?? 'zstd';
   const plan = await planBuild(opts.recipe);
-  const { recipe } = plan.target;
   const source = sourceFor(plan.bootstrap);
   // Before anything runs: a missing host tool names the Debian package to install.
   requirePrograms(source.hostTools);
   // Absolute: steps run in other directories and namespaces, where a relative path means another place.
   const cache = new StepCache(resolve(opts.cacheDir ?? process.env.VZTPL_CACHE_DIR ?? DEFAULT_CACHE_DIR));
   await cache.init();
+  try {
+    return await buildWith(cache, plan, source, opts, started, reporter, signal, compression);
+  } finally {
+    // The trees this build looked up may be deleted once it is gone (step-cache.ts).
+    await cache.close();
+  }
+}
+
+async function buildWith(
+  cache: StepCache,
+  plan: BuildPlan,
+  source: ReturnType<typeof sourceFor>,
+  opts: BuildOptions,
+  started: number,
+  reporter: Reporter,
+  signal: AbortSignal,
+  compression: Compression,
+): Promise<BuildResult> {
+  const { recipe } = plan.target;
   const out = resolve(opts.out ?? join('out', recipe.name));
 
   reporter.emit({ event: 'build-start', name: recipe.name, version: recipe.version, recipe: plan.target.file, steps: plan.items.length });
@@ -165,7 +184,7 @@ async function runBootstrap(item: Extract<PlanItem, { kind: 'bootstrap' }>, key:
   const rootfs = join(work, 'rootfs');
   await mkdir(rootfs);
   const source = sourceFor(item.spec);
-  await source.bootstrap(item.spec, { root: rootfs, cacheDir: ctx.cache.packagesDir(ctx.manager.family), epoch: ctx.epoch, arch: ctx.plan.target.recipe.arch, log, signal: ctx.signal });
+  await source.bootstrap(item.spec, { root: rootfs, workDir: work, cacheDir: ctx.cache.packagesDir(ctx.manager.family), epoch: ctx.epoch, arch: ctx.plan.target.recipe.arch, log, signal: ctx.signal });
   await cleanTree({ dir: rootfs, kind: 'rootfs' }, item.recipe.recipe.cleanup);
   const packages = await ctx.manager.packageLock(rootfs, ctx.plan.bootstrap, ctx.signal);
   return packAndStore(rootfs, 'rootfs', key, packages, historyFor(item, ctx), ctx);
@@ -192,8 +211,10 @@ async function runStep(
   const binds: Bind[] = [];
   const lines: string[] = [];
   const args: string[] = [];
-  const step: StepRequest = { root: join(work, 'merged'), env, lockFile, cacheRoot: ctx.cache.root, packagesDir: ctx.cache.packagesDir(ctx.manager.family), epoch: ctx.epoch, arch: recipe.arch };
+  const step: StepRequest = { root: join(work, 'merged'), work, env, lockFile, cacheRoot: ctx.cache.root, packagesDir: ctx.cache.packagesDir(ctx.manager.family), epoch: ctx.epoch, arch: recipe.arch };
   let system = true;
+  let exclusive: string | undefined;
+  let finish: (() => Promise<void>) | undefined;
 
   if (kind === 'install' || kind === 'remove') {
     const packages = kind === 'install' ? (item.step as { install: string[] }).install : (item.step as { remove: string[] }).remove;
@@ -201,6 +222,8 @@ async function runStep(
     lines.push(...commands.lines);
     binds.push(...commands.binds);
     system = commands.system;
+    exclusive = commands.exclusive;
+    finish = commands.finish;
   } else {
     if (kind === 'run') {
       const { run: script, shell } = item.step as { run: string; shell: string };
@@ -218,14 +241,23 @@ async function runStep(
   }
 
   await makeInjectedLayer(injected, lowers, ctx.manager.stepFiles, binds.map((b) => b.target));
-  await runStepScript({
-    mount: { lowers: [injected, ...lowers], upper, work: overlayWork, merged: join(work, 'merged'), binds, system },
-    script: lines.join('\n'),
-    args,
-    what: `${item.title}`,
-    log,
-    signal: ctx.signal,
-  });
+  // Where the manager cannot give the step a private copy of the shared package cache, the
+  // builds sharing the cache take turns (package-cache.ts).
+  const lock = exclusive ? await holdSharedLock(exclusive, { signal: ctx.signal, timeoutMs: PACKAGE_LOCK_WAIT_MS }) : undefined;
+  try {
+    await runStepScript({
+      mount: { lowers: [injected, ...lowers], upper, work: overlayWork, merged: join(work, 'merged'), binds, system },
+      script: lines.join('\n'),
+      args,
+      what: `${item.title}`,
+      log,
+      signal: ctx.signal,
+    });
+  } finally {
+    lock?.release();
+    // Packages downloaded into the step's private copy go to the shared cache, also after a failure.
+    await finish?.();
+  }
   await cleanTree({ dir: upper, kind: 'upper', lowers }, recipe.cleanup);
   const packages = parseLockLines(await readFile(lockFile, 'utf8').then((t) => t.replace(/\\t/g, '\t')));
   return packAndStore(upper, 'upper', key, packages, historyFor(item, ctx), ctx, lowers);

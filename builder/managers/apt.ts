@@ -1,5 +1,8 @@
 // apt and dpkg: the package manager of Debian and Ubuntu templates. Steps run the template's
-// own apt-get in the chroot, with the package lists and downloaded .debs kept on the host.
+// own apt-get in the chroot, with the package lists and downloaded .debs kept on the host,
+// shared by the builds on one cache: each step's apt works on private copies of them (hard
+// links, see ../package-cache.ts), so that concurrent builds neither fail on apt's locks nor
+// wait for each other, and what it downloaded is published into the shared dirs afterwards.
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -7,6 +10,7 @@ import { VztplError } from '../../common/errors.ts';
 import { sha256, type Digest } from '../../format/digest.ts';
 import { DPKG_QUERY_FORMAT, dpkgPackageLock } from '../../format/packages/dpkg.ts';
 import { chrootCommand, shellQuote as q } from '../chroot.ts';
+import { aptListFiles, debFiles, publishPrivateDir, seedPrivateDir } from '../package-cache.ts';
 import type { DebianBootstrapSpec } from '../recipe/schema.ts';
 import type { PackageManager, StepCommands, StepRequest } from './index.ts';
 
@@ -49,6 +53,11 @@ export const aptManager: PackageManager<DebianBootstrapSpec> = {
     const debs = join(req.packagesDir, 'debs');
     await mkdir(join(lists, 'partial'), { recursive: true });
     await mkdir(join(debs, 'partial'), { recursive: true });
+    // The step's own copies: apt's locks and partial downloads in them are this step's alone.
+    const myLists = join(req.work, 'apt-lists');
+    const myDebs = join(req.work, 'apt-archives');
+    await seedPrivateDir(lists, myLists, aptListFiles);
+    await seedPrivateDir(debs, myDebs, debFiles);
     const lines = [chrootCommand(req.env, [...APT_GET, 'update'])];
     if (!remove) {
       lines.push(chrootCommand(req.env, [...APT_GET, 'install', '-y', '--no-install-recommends', '--', ...packages]));
@@ -60,10 +69,14 @@ export const aptManager: PackageManager<DebianBootstrapSpec> = {
     return {
       lines,
       binds: [
-        { host: lists, target: '/var/lib/apt/lists' },
-        { host: debs, target: '/var/cache/apt/archives' },
+        { host: myLists, target: '/var/lib/apt/lists' },
+        { host: myDebs, target: '/var/cache/apt/archives' },
       ],
       system: true,
+      finish: async () => {
+        await publishPrivateDir(myDebs, debs, debFiles, 'add');
+        await publishPrivateDir(myLists, lists, aptListFiles, 'replace');
+      },
     };
   },
 

@@ -14,12 +14,18 @@
 // - rpmdb.sqlite-shm/-wal must stay (non-root rpm cannot open the database without them).
 // - `rpm --rebuilddb` is a popt alias that execs rpmdb: the template needs /usr/bin/rpmdb.
 // - The rpmdb is sqlite; EL7/EL8 need it rebuilt by the template's own rpm (spec.rebuilddb).
+// - The cachedir is shared by the builds on one cache, and dnf's own locks there
+//   (metadata_lock.pid, download_lock.pid) hold pids: a step's dnf runs in a private pid
+//   namespace, where another build's dnf has the same small pid ("already locked by this
+//   process") or its pid names a host process. So concurrent builds take turns with a vztpl lock
+//   (dnfCacheLock) around every dnf run on the shared cachedir: bootstraps and package steps.
 import { createHash } from 'node:crypto';
 import { lstat, mkdir, mkdtemp, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { extname, join, posix, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CommandError, VztplError } from '../../common/errors.ts';
+import { holdSharedLock, PACKAGE_LOCK_WAIT_MS } from '../package-cache.ts';
 import { findProgram, requirePrograms, run } from '../../common/run.ts';
 import { rpmPackageLock } from '../../format/packages/rpm.ts';
 import { resolveInRoot, TEMPLATE_PATH } from '../../format/packages/root.ts';
@@ -283,9 +289,20 @@ export async function dnfInstall(root: string, spec: RpmBootstrapSpec, packages:
   await runHostDnf(spec.tool, root, spec, packages, opts, (program) => `${program} ${opts.remove ? 'remove' : 'install'} ${packages.join(' ')}`);
 }
 
+/** The lock concurrent builds take around dnf runs on the cachedir under `cacheDir` (see the header). */
+export function dnfCacheLock(cacheDir: string): string {
+  return join(cacheDir, 'dnf.lock');
+}
+
 /** Fills an empty root with spec.packages: the bootstrap of ../sources/dnf.ts, by `tool`. */
 export async function dnfBootstrap(tool: 'dnf' | 'yum', root: string, spec: RpmBootstrapSpec, opts: DnfInstallOptions): Promise<void> {
-  await runHostDnf(tool, root, spec, spec.packages, { ...opts, createRoot: true }, (program) => `${program} bootstrap of ${spec.packages.join(' ')}`);
+  await mkdir(opts.cacheDir, { recursive: true });
+  const lock = await holdSharedLock(dnfCacheLock(opts.cacheDir), { signal: opts.signal, timeoutMs: PACKAGE_LOCK_WAIT_MS });
+  try {
+    await runHostDnf(tool, root, spec, spec.packages, { ...opts, createRoot: true }, (program) => `${program} bootstrap of ${spec.packages.join(' ')}`);
+  } finally {
+    lock.release();
+  }
 }
 
 /** Replaces the dnf variables a baseurl may contain. */
@@ -341,7 +358,8 @@ export const dnfManager: PackageManager<RpmBootstrapSpec> = {
   metadataDigest: rpmMetadataDigest,
   packageLock: (root, spec) => rpmPackageLock(root, spec.dbpath),
   // The host's dnf makes the /dev nodes scriptlets need (createDevNodes): no /proc, /sys, /dev mounts.
-  changeCommands: async (spec, packages, remove, req) => ({ lines: [dnfStepCommand(spec, packages, remove, req)], binds: [], system: false }),
+  // The step's dnf (in its namespaces) uses the shared cachedir: the build holds dnfCacheLock for it.
+  changeCommands: async (spec, packages, remove, req) => ({ lines: [dnfStepCommand(spec, packages, remove, req)], binds: [], system: false, exclusive: dnfCacheLock(req.packagesDir) }),
   lockCommand: (spec, req) => dnfStepCommand(spec, [], false, req),
   stepFiles: [],
 };

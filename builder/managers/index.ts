@@ -12,6 +12,8 @@ import type { BootstrapSpec } from '../recipe/schema.ts';
 export interface StepRequest {
   /** Host path the step's stack is mounted on ($ROOT in the step script). */
   root: string;
+  /** The step's private work dir (for private copies of shared package dirs), removed after it. */
+  work: string;
   /** The environment of the step's commands inside the template (chroot.ts chrootEnv). */
   env: readonly string[];
   /** Host file the commands write the step's lock lines to (format/packages/lock.ts). */
@@ -33,6 +35,13 @@ export interface StepCommands {
   binds: Bind[];
   /** Mount /proc, /sys and /dev in the root (off where the manager makes its own /dev nodes). */
   system: boolean;
+  /**
+   * A lock (package-cache.ts holdSharedLock) held around the step's script, for a manager whose
+   * commands use a shared package dir directly, so concurrent builds on one cache take turns.
+   */
+  exclusive?: string;
+  /** Runs after the step's script, also when it failed (publishes downloaded packages). */
+  finish?: () => Promise<void>;
 }
 
 /** A file put into a step's injected layer (builder/injected.ts): there during the step only. */

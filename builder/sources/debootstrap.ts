@@ -1,5 +1,8 @@
 // debootstrap: Debian's classic bootstrapper. Slower than mmdebstrap and not reproducible by
 // itself; the packer's normalization and the cleanup policy make its output reproducible.
+// Its --cache-dir is a private copy of the shared .deb dir (../package-cache.ts): debootstrap
+// downloads into it through partial/ and removes bad files with rm, so the hard links of the
+// shared files are never written through; what it downloaded is published afterwards.
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -8,6 +11,7 @@ import { isolated } from '../../common/isolate.ts';
 import { requirePrograms, run } from '../../common/run.ts';
 import type { DebianBootstrapSpec } from '../recipe/schema.ts';
 import { aptManager } from '../managers/apt.ts';
+import { debFiles, publishPrivateDir, seedPrivateDir, withWorkDir } from '../package-cache.ts';
 import { debianArch } from './debian.ts';
 import { archives, hostSuiteSources, mirrorArchive } from '../recipe/suites.ts';
 
@@ -35,31 +39,39 @@ export const debootstrapSource: BootstrapSource<DebianBootstrapSpec> = {
   metadataDigest: aptManager.metadataDigest,
   async bootstrap(spec: DebianBootstrapSpec, ctx: BootstrapContext): Promise<void> {
     requirePrograms(this.hostTools);
-    if (!(spec.variant in DEBOOTSTRAP_VARIANTS)) {
-      throw new UsageError(`bootstrap.variant: debootstrap has no variant "${spec.variant}" (use minbase, buildd or standard, or tool: mmdebstrap)`);
-    }
-    const debs = join(ctx.cacheDir, 'debs');
-    await mkdir(debs, { recursive: true });
-    const variant = DEBOOTSTRAP_VARIANTS[spec.variant];
-    const args = [
-      `--arch=${debianArch(ctx.arch)}`,
-      `--components=${spec.components.join(',')}`,
-      `--cache-dir=${debs}`,
-      '--merged-usr',
-    ];
-    if (variant) args.push(`--variant=${variant}`);
-    if (spec.packages.length) args.push(`--include=${spec.packages.join(',')}`);
-    if (spec.keyring) args.push(`--keyring=${spec.keyring}`);
-    args.push(spec.suite, ctx.root, spec.mirror);
-    const script = debootstrapScriptFor(spec.suite, spec.mirror);
-    if (script) args.push(script);
-    const [file, argv] = isolated(['debootstrap', ...args]);
-    await run(file, argv, {
-      what: `debootstrap ${spec.suite}`,
-      log: ctx.log,
-      signal: ctx.signal,
-      killSignal: 'SIGKILL',
-      env: { SOURCE_DATE_EPOCH: String(ctx.epoch), LC_ALL: 'C.UTF-8' },
+    await withWorkDir(ctx.workDir, async (work) => {
+      if (!(spec.variant in DEBOOTSTRAP_VARIANTS)) {
+        throw new UsageError(`bootstrap.variant: debootstrap has no variant "${spec.variant}" (use minbase, buildd or standard, or tool: mmdebstrap)`);
+      }
+      const debs = join(ctx.cacheDir, 'debs');
+      const myDebs = join(work, 'debs');
+      await mkdir(debs, { recursive: true });
+      await seedPrivateDir(debs, myDebs, debFiles);
+      const variant = DEBOOTSTRAP_VARIANTS[spec.variant];
+      const args = [
+        `--arch=${debianArch(ctx.arch)}`,
+        `--components=${spec.components.join(',')}`,
+        `--cache-dir=${myDebs}`,
+        '--merged-usr',
+      ];
+      if (variant) args.push(`--variant=${variant}`);
+      if (spec.packages.length) args.push(`--include=${spec.packages.join(',')}`);
+      if (spec.keyring) args.push(`--keyring=${spec.keyring}`);
+      args.push(spec.suite, ctx.root, spec.mirror);
+      const script = debootstrapScriptFor(spec.suite, spec.mirror);
+      if (script) args.push(script);
+      const [file, argv] = isolated(['debootstrap', ...args]);
+      try {
+        await run(file, argv, {
+          what: `debootstrap ${spec.suite}`,
+          log: ctx.log,
+          signal: ctx.signal,
+          killSignal: 'SIGKILL',
+          env: { SOURCE_DATE_EPOCH: String(ctx.epoch), LC_ALL: 'C.UTF-8' },
+        });
+      } finally {
+        await publishPrivateDir(myDebs, debs, debFiles, 'add');
+      }
     });
   },
 };

@@ -8,8 +8,13 @@ import type { BootstrapSpec } from '../recipe/schema.ts';
 export interface BootstrapContext {
   /** Empty directory to fill; it becomes the template's first layer. */
   root: string;
-  /** Persistent host directory this source may use for downloaded packages and metadata. */
+  /**
+   * Persistent host directory this source may use for downloaded packages and metadata, shared
+   * with concurrent builds (see ../package-cache.ts).
+   */
   cacheDir: string;
+  /** A private work dir of the bootstrap (not the root), removed after it; a temporary one when absent. */
+  workDir?: string;
   /** SOURCE_DATE_EPOCH for the build. */
   epoch: number;
   /** Template architecture as OpenVZ names it (x86_64, aarch64, ...). */
