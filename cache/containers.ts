@@ -28,6 +28,17 @@ export interface ContainerRecord {
   layout: Layout;
   hostname: string;
   created: string;
+  /** overlay: frozen upper dirs below the live one, oldest first (cache/snapshots.ts). */
+  snapshots?: SnapshotRecord[];
+  /** overlay: the live upper dir's name in the container's dir (default 'upper'). */
+  upper?: string;
+}
+
+export interface SnapshotRecord {
+  name: string;
+  /** The frozen tree's directory name in the container's dir. */
+  dir: string;
+  created: string;
 }
 
 const CTID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -202,9 +213,17 @@ async function privateCopy(store: Store, layers: readonly Digest[], target: stri
   }
 }
 
-function overlaySpec(store: Store, record: ContainerRecord): OverlaySpec {
+/** The container's overlay: template layers, then its snapshots, then its live upper dir. */
+export function overlaySpec(store: Store, record: ContainerRecord): OverlaySpec {
   const p = paths(store, record.ctid);
-  return { layersDir: join(store.root, 'layers', 'sha256'), layers: record.layers, upper: p.upper, work: p.work, target: p.rootfs };
+  return {
+    layersDir: join(store.root, 'layers', 'sha256'),
+    layers: record.layers,
+    snapshots: (record.snapshots ?? []).map((sn) => join(p.dir, sn.dir)),
+    upper: join(p.dir, record.upper ?? 'upper'),
+    work: p.work,
+    target: p.rootfs,
+  };
 }
 
 /** Mounts an overlay container's root unless it is mounted (after a reboot, say). */

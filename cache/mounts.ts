@@ -11,14 +11,16 @@ export interface OverlaySpec {
   layersDir: string;
   /** diff_ids, bottom layer first (config order). */
   layers: readonly Digest[];
+  /** Absolute dirs stacked above the layers, bottom first (a container's snapshots). */
+  snapshots?: readonly string[];
   upper: string;
   work: string;
   target: string;
 }
 
 export function overlayOptions(spec: Omit<OverlaySpec, 'target' | 'layersDir'>): string {
-  const lower = [...spec.layers].reverse().map(digestHex).join(':');
-  for (const p of [spec.upper, spec.work]) if (/[,:\\]/.test(p)) throw new VztplError(`overlayfs cannot use a path with ',' ':' or '\\': ${p}`);
+  const lower = [...(spec.snapshots ?? [])].reverse().concat([...spec.layers].reverse().map(digestHex)).join(':');
+  for (const p of [spec.upper, spec.work, ...(spec.snapshots ?? [])]) if (/[,:\\]/.test(p)) throw new VztplError(`overlayfs cannot use a path with ',' ':' or '\\': ${p}`);
   // Fixed options: the upper dir must stay valid across remounts (after a reboot), so no
   // index/xino state ties it to the lower inodes.
   return `lowerdir=${lower},upperdir=${spec.upper},workdir=${spec.work},index=off,xino=off,redirect_dir=off,metacopy=off`;

@@ -28,6 +28,9 @@ const COMMANDS: Record<string, Command> = {
   exec: { summary: 'run a command in a container with runc/crun', load: () => import('./commands/exec.ts') },
   list: { summary: "list the host's containers", load: () => import('./commands/list.ts') },
   destroy: { summary: 'unmount and remove a container', load: () => import('./commands/destroy.ts') },
+  snapshot: { summary: "freeze a container's changes as a snapshot (snapshot delete CTID NAME merges one away)", load: () => import('./commands/snapshot.ts') },
+  snapshots: { summary: "list a container's snapshots", load: () => import('./commands/snapshots.ts') },
+  rollback: { summary: 'return a container to one of its snapshots', load: () => import('./commands/rollback.ts') },
   cache: { summary: 'cache prune [--max-size SIZE]: drop least recently used templates', load: () => import('./commands/cache.ts') },
   export: { summary: 'flatten a template into one tarball for existing hosts (.tar.gz, .tar.xz, .tar.zst)', load: () => import('./commands/export.ts') },
   key: { summary: 'key generate PREFIX: a cosign key pair (PREFIX.key encrypted, PREFIX.pub) for signing templates', load: () => import('./commands/key.ts') },
@@ -53,7 +56,7 @@ async function version(): Promise<string> {
  * Options every command that has them takes, also before the command name (as git and podman
  * allow): `vztpl --root DIR pull NAME`. The value says whether the option takes a value.
  */
-const GLOBAL_OPTIONS: Record<string, boolean> = { '--root': true, '--registry': true, '--json': false };
+const GLOBAL_OPTIONS: Record<string, boolean> = { '--root': true, '--registry': true, '--trust-policy': true, '--json': false };
 
 /**
  * Splits leading global options from the command. They are handed to the command after its own
@@ -84,7 +87,7 @@ function usage(): string {
   return [
     'vztpl: OS templates for OpenVZ-style hosts',
     '',
-    'Usage: vztpl [--root DIR] [--registry URL] [--json] <command> [options]',
+    'Usage: vztpl [--root DIR] [--registry URL] [--trust-policy FILE] [--json] <command> [options]',
     '',
     'Commands:',
     ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
