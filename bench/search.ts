@@ -25,7 +25,7 @@ import type { Registry } from '../registry/registry.ts';
 import { buildServer } from '../registry/server.ts';
 import type { StorageDriver } from '../registry/storage/driver.ts';
 import { S3Driver } from '../registry/storage/s3.ts';
-import { isNotFound } from '../registry/store/blobs.ts';
+import { isNotFound } from '../registry/storage/driver.ts';
 import { loadAverage, machine, median, runBench, secs, table, timeAsync } from './lib.ts';
 import { REPO, gitRevision, ms, say, startRgw, type Rgw } from './support.ts';
 

@@ -11,9 +11,6 @@ export interface BlobInfo {
   size: number;
 }
 
-/** @deprecated import it from registry/storage/driver.ts (kept for bench/search.ts). */
-export { isNotFound } from '../storage/driver.ts';
-
 export class BlobStore {
   readonly driver: StorageDriver;
   constructor(driver: StorageDriver) {
