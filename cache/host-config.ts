@@ -1,5 +1,6 @@
 // The host's settings: the store root and the default registry, from options, VZTPL_ROOT /
-// VZTPL_REGISTRY, or /etc/vztpl/host.yaml (`root:`, `registry:`), in that order.
+// VZTPL_REGISTRY, or /etc/vztpl/host.yaml (`root:`, `registry:`), in that order; and where the
+// trust policy is (--trust-policy FILE, or host.yaml's `trust:` section: cache/trust-policy.ts).
 import { resolve } from 'node:path';
 import { fs } from '../common/builtins.ts';
 import { UsageError } from '../common/errors.ts';
@@ -9,31 +10,61 @@ import { DEFAULT_ROOT } from './store.ts';
 
 export const HOST_CONFIG = '/etc/vztpl/host.yaml';
 
-function fileSettings(path: string): { root?: string; registry?: string } {
+interface FileSettings {
+  root?: string;
+  registry?: string;
+  /** The file has a `trust:` section (read by cache/trust-policy.ts, with the YAML library). */
+  trust?: boolean;
+}
+
+function fileSettings(path: string): FileSettings {
   let text: string;
   try {
     text = fs.readFileSync(path, 'utf8');
   } catch {
     return {};
   }
-  // Two flat keys: a line parser keeps `create` free of the YAML library's start-up cost.
-  const out: Record<string, string> = {};
+  // Flat keys: a line parser keeps `create` free of the YAML library's start-up cost. A `trust:`
+  // section (a list: its lines indented, or "- " items) is skipped here and read with the YAML
+  // library only by the commands that check signatures, when it is there.
+  const out: FileSettings = {};
+  let inTrust = false;
   for (const line of text.split('\n')) {
+    const trimmed = line.trim();
+    if (!trimmed || trimmed.startsWith('#')) continue;
+    if (inTrust && (/^\s/.test(line) || line.startsWith('-'))) continue;
+    inTrust = false;
     const m = /^\s*(root|registry)\s*:\s*["']?([^"'#\s]+)["']?\s*(#.*)?$/.exec(line);
-    if (m) out[m[1]!] = m[2]!;
-    else if (line.trim() && !line.trim().startsWith('#')) throw new UsageError(`${path}: cannot read line "${line.trim()}" (expected root: DIR or registry: URL)`);
+    if (m) out[m[1] as 'root' | 'registry'] = m[2]!;
+    else if (/^trust\s*:/.test(line)) out.trust = inTrust = true;
+    else throw new UsageError(`${path}: cannot read line "${trimmed}" (expected root: DIR, registry: URL or a trust: list)`);
   }
   return out;
 }
 
-export function hostSettings(flags: { root?: string; registry?: string }): { root: string; registry?: string } {
-  const file = fileSettings(process.env.VZTPL_HOST_CONFIG ?? HOST_CONFIG);
+/** The host config file: VZTPL_HOST_CONFIG, else /etc/vztpl/host.yaml. */
+export function hostConfigPath(): string {
+  return process.env.VZTPL_HOST_CONFIG ?? HOST_CONFIG;
+}
+
+export interface HostSettings {
+  root: string;
+  registry?: string;
+  /** Where the trust policy is: --trust-policy FILE, else the host config when it has a trust: section. */
+  trustPolicy?: string;
+}
+
+export function hostSettings(flags: { root?: string; registry?: string; 'trust-policy'?: string }): HostSettings {
+  const configFile = hostConfigPath();
+  const file = fileSettings(configFile);
   const root = flags.root ?? process.env.VZTPL_ROOT ?? file.root ?? DEFAULT_ROOT;
   if (!root) throw new UsageError('the store root is empty (--root, VZTPL_ROOT or root: in the host config)');
   const registry = flags.registry ?? process.env.VZTPL_REGISTRY ?? file.registry;
+  if (flags['trust-policy'] === '') throw new UsageError('--trust-policy: give a file');
+  const trustPolicy = flags['trust-policy'] !== undefined ? resolve(flags['trust-policy']) : file.trust ? resolve(configFile) : undefined;
   // Relative paths are the working directory's: resolved once, here, so that no later step
   // (a mount run in another directory, a lock path) reads them differently.
-  return { root: resolve(root), registry: registry ? normalizeRegistry(registry) : undefined };
+  return { root: resolve(root), registry: registry ? normalizeRegistry(registry) : undefined, ...(trustPolicy ? { trustPolicy } : {}) };
 }
 
 /** A registry setting as a base URL; oci:DIR as an absolute layout directory. */

@@ -1,4 +1,5 @@
-// Pulling a template: resolve the name and range, fetch the manifest and config, then every
+// Pulling a template: resolve the name and range, fetch the manifest, check its signatures against
+// the host's trust policy (cache/trust.ts) before the store is touched, then the config and every
 // layer the host lacks, several at once, each digest-verified while it streams and extracted
 // into a temporary directory that is renamed into place whole. A layer shared by templates is
 // fetched and extracted once; concurrent pulls (several processes) wait on one lock per layer.
@@ -16,6 +17,8 @@ import { sweepDeadWork } from './containers.ts';
 import { extractLayer, sweepStaleTemps } from './extract.ts';
 import type { TemplateSource } from './source.ts';
 import { Store, type LayerRecord, type TemplateRef } from './store.ts';
+import { checkPull } from './trust.ts';
+import { decide, trustSubject, type TrustPolicy } from './trust-policy.ts';
 
 export type PullEvent =
   | { event: 'resolved'; name: string; version: string; digest: Digest; layers: number; bytes: number; missing: number }
@@ -33,6 +36,11 @@ export interface PullOptions {
   concurrency?: number;
   onEvent?: (e: PullEvent) => void;
   signal?: AbortSignal;
+  /**
+   * Check the signatures against this policy (undefined: no policy, accept anything with a
+   * warning) before anything is stored. Without this option nothing is checked or warned about.
+   */
+  trust?: { policy: TrustPolicy | undefined; warn: (line: string) => void };
 }
 
 interface ManifestJson {
@@ -70,13 +78,15 @@ async function pullTemplate(opts: PullOptions): Promise<TemplateRef> {
   const started = performance.now();
   const { store, source, name } = opts;
   const emit = opts.onEvent ?? (() => undefined);
-  await store.init();
-  await sweepLeftovers(store);
+  // Bad key files in the matching policy entry are bad input: said before anything is fetched.
+  const decision = opts.trust ? decide(opts.trust.policy, trustSubject(source.id, name)) : undefined;
   const resolved = await source.resolve(name, opts.request ?? 'latest');
   let manifestDigest = resolved.manifestDigest;
   let { mediaType, bytes } = await source.manifest(name, manifestDigest);
   let manifest = JSON.parse(bytes.toString('utf8')) as ManifestJson;
+  let index: { digest: Digest; bytes: Buffer } | undefined;
   if (manifest.manifests) {
+    index = { digest: manifestDigest, bytes };
     // An index: the host's platform.
     const arch = hostArchitecture();
     const pick = manifest.manifests.find((m) => m.platform?.os === 'linux' && m.platform.architecture === arch);
@@ -86,6 +96,12 @@ async function pullTemplate(opts: PullOptions): Promise<TemplateRef> {
     manifest = JSON.parse(bytes.toString('utf8')) as ManifestJson;
   }
   if (!manifest.config || !Array.isArray(manifest.layers)) throw new VztplError(`${name}@${resolved.version}: not an image manifest (${mediaType})`);
+  // The signatures of the digest the request resolved to, before any layer is fetched or stored.
+  const signatures = decision
+    ? await checkPull({ source, name, version: resolved.version, signedDigest: index?.digest ?? manifestDigest, index: index?.bytes }, decision, opts.trust!.warn)
+    : undefined;
+  await store.init();
+  await sweepLeftovers(store);
   const configBytes = await readAll(await source.blob(name, manifest.config.digest));
   if (sha256(configBytes) !== manifest.config.digest) throw new VztplError(`${name}: config blob does not match its digest ${manifest.config.digest}`);
   const config = JSON.parse(configBytes.toString('utf8')) as ImageConfig;
@@ -141,7 +157,10 @@ async function pullTemplate(opts: PullOptions): Promise<TemplateRef> {
       architecture: config.architecture,
       pulledAt: now,
       lastUsed: now,
+      ...(index ? { indexDigest: index.digest } : {}),
     };
+    // The signatures first: a ref is never there without the signatures it was pulled with.
+    await store.saveSignatures(ref, signatures);
     await store.saveRef(ref);
     emit({ event: 'pulled', name, version: resolved.version, digest: manifestDigest, downloaded, seconds: (performance.now() - started) / 1000 });
     return ref;

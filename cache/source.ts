@@ -4,6 +4,8 @@ import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { ExitCode, UsageError, VztplError } from '../common/errors.ts';
 import { RegistryClient, RegistryError } from '../client/registry-client.ts';
+import { fetchPayloads, fetchSignatureManifest } from '../client/signatures.ts';
+import type { SignatureLayer } from '../format/sigstore/index.ts';
 import { sha256, isDigest, type Digest } from '../format/digest.ts';
 import { OciLayout } from '../format/layout.ts';
 import { MediaType } from '../format/oci.ts';
@@ -24,6 +26,17 @@ export interface TemplateSource {
   /** Manifest bytes, verified against the digest. */
   manifest(name: string, digest: Digest): Promise<{ mediaType: string; bytes: Buffer }>;
   blob(name: string, digest: Digest): Promise<AsyncIterable<Buffer>>;
+  /**
+   * The sigstore signatures of `digest` (its sha256-<hex>.sig manifest's layers and their
+   * payloads); undefined when it has none. Absent for a source that cannot hold signatures.
+   */
+  signatures?(name: string, digest: Digest): Promise<SourceSignatures | undefined>;
+}
+
+export interface SourceSignatures {
+  /** REPOSITORY:sha256-<hex>.sig, for messages. */
+  from: string;
+  layers: Array<{ layer: SignatureLayer; payload: Buffer | { error: string } }>;
 }
 
 /** What a request names: a range (^1.4, latest), an exact version, a plain tag, or a digest. */
@@ -76,6 +89,13 @@ export class RegistrySource implements TemplateSource {
     const m = await this.client.getManifest(name, digest, MANIFEST_ACCEPT).catch(notFound);
     if (sha256(m.bytes) !== digest) throw new VztplError(`${name}@${digest}: the registry served a manifest with another digest (${sha256(m.bytes)})`);
     return { mediaType: m.mediaType, bytes: m.bytes };
+  }
+
+  async signatures(name: string, digest: Digest): Promise<SourceSignatures | undefined> {
+    const ref = { registry: this.id, repository: name };
+    const found = await fetchSignatureManifest(this.client, ref, digest);
+    if (!found) return undefined;
+    return { from: found.name, layers: await fetchPayloads(this.client, ref, found.layers) };
   }
 
   async blob(name: string, digest: Digest): Promise<AsyncIterable<Buffer>> {

@@ -3,6 +3,9 @@
 //   layers/sha256/<hex>/          a layer extracted once, by diff_id, read-only, overlay-ready
 //   layers/sha256/<hex>.json      its size and entry count (for `templates` and pruning)
 //   refs/<registry>/<name>/<version>.json   a pulled template version -> manifest, layers
+//   refs/<registry>/<name>/<version>.sig    its signatures as pulled (payloads and signatures),
+//                                 re-verified by each create the trust policy asks it of
+//   trust/policy-<hash>.json      trust policies as checked (cache/trust-policy.ts)
 //   containers/<ctid>/            container.json, config.json (OCI bundle), upper/, work/, rootfs/
 //   locks/, tmp/                  cross-process locks; work in progress (swept when stale)
 //
@@ -40,6 +43,28 @@ export interface TemplateRef {
   architecture: string;
   pulledAt: string;
   lastUsed: string;
+  /** The index the manifest was picked from (for the host's platform), when there was one. */
+  indexDigest?: Digest;
+}
+
+/**
+ * A cached template's signatures, kept beside its ref as they were fetched: enough to verify
+ * them again (offline) against whatever keys the trust policy names then.
+ */
+export interface KeptSignatures {
+  /** The digest they sign: the manifest's, or the index's the manifest was picked from. */
+  signedDigest: Digest;
+  /** REGISTRY/NAME they must name. */
+  repository: string;
+  /** The index's bytes (base64) when signedDigest is an index's: it names the manifest. */
+  index?: string;
+  /** Where they were read from (REPOSITORY:sha256-<hex>.sig). */
+  from: string;
+  /** The signature manifest's layers, each with its payload (base64) or why it was not read. */
+  signatures: Array<{ layer: { mediaType: string; digest: Digest; size: number; annotations?: Record<string, string> }; payload: string | { error: string } }>;
+  /** The key that verified one when they were fetched under a policy that asked for it. */
+  verified?: { key: string; layer: number };
+  fetchedAt: string;
 }
 
 export interface LayerInfo {
@@ -83,6 +108,11 @@ export class Store {
     return join(this.root, 'refs', sourceKey(source), name, `${version}.json`);
   }
 
+  /** refs/<source key>/<name>/<version>.sig: the signatures kept with that ref. */
+  signaturesPath(source: string, name: string, version: string): string {
+    return join(this.root, 'refs', sourceKey(source), name, `${version}.sig`);
+  }
+
   async init(): Promise<void> {
     for (const d of ['blobs/sha256', 'layers/sha256', 'refs', 'containers', 'locks', 'tmp']) fs.mkdirSync(join(this.root, d), { recursive: true });
   }
@@ -123,6 +153,22 @@ export class Store {
     await this.writeJson(this.refPath(ref.source, ref.name, ref.version), ref);
   }
 
+  /** The signatures kept with a ref, or undefined (none were fetched, or they were for another digest). */
+  readSignatures(ref: Pick<TemplateRef, 'source' | 'name' | 'version'>): KeptSignatures | undefined {
+    try {
+      return JSON.parse(fs.readFileSync(this.signaturesPath(ref.source, ref.name, ref.version), 'utf8')) as KeptSignatures;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Keeps (or, with undefined, forgets) a ref's signatures; written before the ref itself. */
+  async saveSignatures(ref: Pick<TemplateRef, 'source' | 'name' | 'version'>, kept: KeptSignatures | undefined): Promise<void> {
+    const path = this.signaturesPath(ref.source, ref.name, ref.version);
+    if (kept) await this.writeJson(path, kept);
+    else fs.rmSync(path, { force: true });
+  }
+
   /**
    * Marks a cached version as just used (least recently used ones are pruned first): the ref
    * file's mtime is the clock, so a create touches it rather than rewriting it.
@@ -153,6 +199,7 @@ export class Store {
 
   async removeRef(ref: TemplateRef): Promise<void> {
     fs.rmSync(this.refPath(ref.source, ref.name, ref.version), { force: true });
+    fs.rmSync(this.signaturesPath(ref.source, ref.name, ref.version), { force: true });
   }
 }
 

@@ -1,12 +1,14 @@
 import { UsageError } from '../../common/errors.ts';
 import { parseCommandArgs } from '../args.ts';
-import { emitter, HOST_HELP, HOST_OPTIONS, openStore, sourceFor, templateRequest } from '../host.ts';
+import { emitter, HOST_HELP, HOST_OPTIONS, openStore, sourceFor, sourceForId, templateRequest, warnLine } from '../host.ts';
 
 const HELP = `
 Usage: vztpl create CTID --ostemplate [REGISTRY/]NAME[@RANGE] [--layout overlay|reflink|copy] [--hostname H]
 
 Creates a container from a template. A cached version that satisfies the range is used (so this
-works with the registry down); otherwise the template is pulled first.
+works with the registry down); otherwise the template is pulled first. The trust policy applies
+to both: a pull verifies the signatures first; a cached template is checked against the
+signatures kept with it (offline), or those at its registry when none of those verifies.
   overlay (default): the template's layers mounted read-only under a private upper dir:
                      milliseconds, whatever the template's size
   reflink, copy:     an independent private tree (reflink needs XFS/btrfs)
@@ -28,10 +30,13 @@ export async function main(argv: string[]): Promise<number> {
   const layout = args.values.layout as string;
   if (layout !== 'overlay' && layout !== 'reflink' && layout !== 'copy') throw new UsageError(`create: --layout must be overlay, reflink or copy, not "${layout}"`);
   const req = await templateRequest(args.values.ostemplate);
-  const { store, registry } = openStore(args.values);
+  const { store, registry, trustPolicy } = openStore(args.values);
   const { createContainer, pickCached, checkCtid, TemplateGoneError } = await import('../../cache/containers.ts');
   checkCtid(ctid);
   await store.init();
+  // Without a policy (the default) nothing of the trust code is loaded: a cached create stays fast.
+  const trust = trustPolicy ? await import('../../cache/trust-policy.ts') : undefined;
+  const policy = trust ? await trust.loadTrustPolicy(trustPolicy, store.root) : undefined;
   // A prune may remove the cached template between the pick and the create's hold on it: then
   // the template is picked (or pulled) again.
   let record;
@@ -40,8 +45,14 @@ export async function main(argv: string[]): Promise<number> {
     let template = await pickCached(req.source ? refs.filter((r) => r.source === req.source) : refs, req.name, req.request);
     if (!template) {
       const { pull } = await import('../../cache/pull.ts');
-      template = await pull({ store, source: await sourceFor(req, registry), name: req.name, request: req.request, onEvent: emitter(args.values.json) });
+      template = await pull({ store, source: await sourceFor(req, registry), name: req.name, request: req.request, onEvent: emitter(args.values.json), trust: { policy, warn: warnLine } });
     } else {
+      const decision = trust?.decide(policy, trust.trustSubject(template.source, template.name));
+      if (decision?.verify) {
+        const { checkCached } = await import('../../cache/trust.ts');
+        const cached = template;
+        await checkCached(store, cached, decision, () => sourceForId(cached.source));
+      }
       await store.touchRef(template).catch(() => undefined);
     }
     try {

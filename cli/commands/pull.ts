@@ -1,7 +1,7 @@
 import { UsageError } from '../../common/errors.ts';
 import { formatBytes } from '../../common/progress.ts';
 import { parseCommandArgs } from '../args.ts';
-import { emitter, HOST_HELP, HOST_OPTIONS, openStore, sourceFor, templateRequest } from '../host.ts';
+import { emitter, HOST_HELP, HOST_OPTIONS, openStore, sourceFor, templateRequest, warnLine } from '../host.ts';
 
 const HELP = `
 Usage: vztpl pull [REGISTRY/]NAME[@RANGE|@sha256:DIGEST] [options]
@@ -9,6 +9,9 @@ Usage: vztpl pull [REGISTRY/]NAME[@RANGE|@sha256:DIGEST] [options]
 Pulls a template into the host's store: resolves the version (latest, ^1.4, ~12.2, 1.2.3, a
 digest, or any tag), fetches only the layers the host lacks, several at once, verifies every
 digest while it streams, and extracts each layer once, safely. Concurrent pulls share layers.
+Before any layer is fetched, the trust policy is applied: a template whose entry lists keys must
+carry a signature by one of them for this repository and digest (else exit 1, nothing stored);
+the signatures are kept with the cached template, for the checks of later creates.
 ${HOST_HELP}
 `;
 
@@ -18,7 +21,9 @@ export async function main(argv: string[]): Promise<number> {
   const [target, ...extra] = args.positionals;
   if (!target || extra.length) throw new UsageError(`pull: name one template\n${HELP}`);
   const req = await templateRequest(target);
-  const { store, registry } = openStore(args.values);
+  const { store, registry, trustPolicy } = openStore(args.values);
+  const { loadTrustPolicy } = await import('../../cache/trust-policy.ts');
+  const policy = await loadTrustPolicy(trustPolicy, store.root);
   const source = await sourceFor(req, registry);
   const { pull } = await import('../../cache/pull.ts');
   const json = args.values.json;
@@ -39,6 +44,7 @@ export async function main(argv: string[]): Promise<number> {
     name: req.name,
     request: req.request,
     signal: undefined,
+    trust: { policy, warn: warnLine },
     onEvent: (e) => {
       emit(e);
       if (e.event === 'layer-start') progress.set(e.digest, { received: 0, size: e.size });
