@@ -7,6 +7,7 @@ import { Readable } from 'node:stream';
 import { ExitCode, VztplError } from '../common/errors.ts';
 import { splitReference, splitRegistry } from '../format/reference.ts';
 import { registryKey, type Credentials } from './credentials.ts';
+import { httpsDispatcher, httpsHint, tlsFailure, type Dispatcher } from './tls.ts';
 import type { Digest } from '../format/digest.ts';
 
 export interface ImageReference {
@@ -72,6 +73,11 @@ export interface RegistryClientOptions {
   authorization?: string;
   /** For the registry's token endpoint (or Basic auth); a function is called once, when first needed. */
   credentials?: Credentials | (() => Promise<Credentials | undefined>);
+  /**
+   * A PEM file of CA certificates trusted for HTTPS besides the system's (--ca-file); default
+   * $VZTPL_CA_FILE. Unused for plain http:// registries.
+   */
+  caFile?: string;
 }
 
 type Body = Buffer | (() => Readable);
@@ -101,11 +107,32 @@ export class RegistryClient {
   private credentials: Credentials | undefined | null = null;
   private challenge: Challenge | undefined;
   private readonly tokens = new Map<string, { token: string; actions: Set<string>; expires: number }>();
+  readonly caFile: string | undefined;
 
   constructor(base: string, opts: RegistryClientOptions = {}) {
     this.base = base.replace(/\/+$/, '');
     this.headers = opts.authorization ? { authorization: opts.authorization } : {};
     this.credentialSource = opts.credentials;
+    this.caFile = opts.caFile || process.env.VZTPL_CA_FILE || undefined;
+  }
+
+  /**
+   * fetch with this client's trust for https: URLs (the system CAs and the CA file); a failed
+   * TLS verification is a CertificateError naming the host and the reason.
+   */
+  private async fetch(url: string | URL, init: RequestInit, what: string): Promise<Response> {
+    const href = String(url);
+    const dispatcher: Dispatcher | undefined = href.startsWith('https:') ? await httpsDispatcher(this.caFile) : undefined;
+    try {
+      return await fetch(url, (dispatcher ? { ...init, dispatcher } : init) as RequestInit);
+    } catch (err) {
+      const tls = tlsFailure(href, err, this.caFile);
+      if (tls) {
+        tls.message = `${what}: ${tls.message}`;
+        throw tls;
+      }
+      throw err;
+    }
   }
 
   private async creds(): Promise<Credentials | undefined> {
@@ -139,8 +166,9 @@ export class RegistryClient {
     const headers: Record<string, string> = creds ? { authorization: `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}` } : {};
     let res: Response;
     try {
-      res = await fetch(url, { headers });
+      res = await this.fetch(url, { headers }, `token from ${url.origin}${url.pathname}`);
     } catch (err) {
+      if (err instanceof VztplError) throw err;
       throw new VztplError(`token from ${url.origin}${url.pathname}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}`);
     }
     if (res.status === 401 && creds) {
@@ -161,10 +189,12 @@ export class RegistryClient {
     if (authorization) headers.authorization = authorization;
     else delete headers.authorization;
     try {
-      return await fetch(url, { method, headers, body, duplex: body ? 'half' : undefined, redirect: 'follow' } as RequestInit);
+      return await this.fetch(url, { method, headers, body, duplex: body ? 'half' : undefined, redirect: 'follow' } as RequestInit, init.what);
     } catch (err) {
       if (raw instanceof Readable) raw.destroy();
-      throw new VztplError(`${init.what}: cannot reach ${this.base}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}`, ExitCode.unavailable);
+      if (err instanceof VztplError) throw err;
+      const hint = httpsHint(url, err);
+      throw new VztplError(`${init.what}: cannot reach ${this.base}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}${hint ? ` (${hint})` : ''}`, ExitCode.unavailable);
     }
   }
 

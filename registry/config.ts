@@ -43,6 +43,19 @@ export const configSchema = z.strictObject({
       redirect: z.boolean().default(false),
     })
     .default({ pathStyle: false, redirect: false }),
+  /** HTTPS: a PEM certificate (chain) and its unencrypted key; reloaded on SIGHUP or a change. Absent: plain HTTP. */
+  tls: z
+    .strictObject({
+      cert: z.string().min(1, 'must name the certificate file (PEM)').optional(),
+      key: z.string().min(1, 'must name the private key file (PEM)').optional(),
+    })
+    .superRefine((t, ctx) => {
+      const hint = 'HTTPS needs both: --tls-cert and --tls-key, VZTPL_TLS_CERT and VZTPL_TLS_KEY, or tls: {cert, key}';
+      if (t.cert === undefined) ctx.addIssue({ code: 'custom', path: ['cert'], message: `no certificate for the key: ${hint}` });
+      if (t.key === undefined) ctx.addIssue({ code: 'custom', path: ['key'], message: `no private key for the certificate: ${hint}` });
+    })
+    .transform((t) => ({ cert: t.cert!, key: t.key! }))
+    .optional(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Seconds to wait for in-flight requests on SIGTERM before closing anyway. */
   shutdownTimeout: z.number().int().positive().default(30),
@@ -77,6 +90,8 @@ const ENV: Record<string, { path: string[]; type: 'string' | 'boolean' | 'number
   VZTPL_S3_PATH_STYLE: { path: ['s3', 'pathStyle'], type: 'boolean' },
   VZTPL_S3_REGION: { path: ['s3', 'region'], type: 'string' },
   VZTPL_S3_REDIRECT: { path: ['s3', 'redirect'], type: 'boolean' },
+  VZTPL_TLS_CERT: { path: ['tls', 'cert'], type: 'string' },
+  VZTPL_TLS_KEY: { path: ['tls', 'key'], type: 'string' },
   VZTPL_LOG_LEVEL: { path: ['logLevel'], type: 'string' },
   VZTPL_SHUTDOWN_TIMEOUT: { path: ['shutdownTimeout'], type: 'number' },
   VZTPL_AUTH_ENABLED: { path: ['auth', 'enabled'], type: 'boolean' },
@@ -155,7 +170,10 @@ export async function loadConfig(input: ConfigInput): Promise<RegistryConfig> {
   if (!result.success) {
     const lines = result.error.issues.map((issue) => {
       const path = issue.path.join('.');
-      const from = origin.get(path) ?? origin.get(String(issue.path[0])) ?? 'settings';
+      // a missing setting has no origin of its own: name where its section's other settings came from
+      const section = String(issue.path[0]);
+      const sibling = [...origin.keys()].find((k) => k.startsWith(`${section}.`));
+      const from = origin.get(path) ?? origin.get(section) ?? (sibling && origin.get(sibling)) ?? 'settings';
       return `${path || '(config)'} (from ${from}): ${issue.message}`;
     });
     throw new UsageError(`invalid registry configuration:\n  ${lines.join('\n  ')}`);

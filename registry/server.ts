@@ -25,6 +25,11 @@ export interface ServerOptions {
    * a process that is gone go at once.
    */
   staleUploadGraceMs?: number;
+  /**
+   * Serve HTTPS with this certificate (chain) and key, PEM (registry/tls.ts reads and checks
+   * them, and swaps them later with app.server.setSecureContext). Absent: plain HTTP.
+   */
+  https?: { cert: Buffer; key: Buffer };
 }
 
 const HOUR = 3600_000;
@@ -35,6 +40,8 @@ export async function buildServer(opts: ServerOptions): Promise<{ app: FastifyIn
   const registry = new Registry(metrics.instrument(opts.driver));
   const catalog = new Catalog(registry);
   const app = Fastify({
+    // The token realm in challenges follows the scheme: req.protocol is https on a TLS socket.
+    ...(opts.https ? { https: { cert: opts.https.cert, key: opts.https.key } } : {}),
     ...(opts.loggerInstance ? { loggerInstance: opts.loggerInstance } : { logger: opts.logger ?? false }),
     // One log line per request (at its end, with status and time) instead of fastify's two.
     logController: new LogController({ disableRequestLogging: true }),

@@ -5,7 +5,7 @@ import { parseCommandArgs } from '../args.ts';
 import { promptHidden, promptLine, readSecretFromStdin } from '../prompt.ts';
 
 const HELP = `
-Usage: vztpl login REGISTRY [-u USER] [--password-stdin] [--auth-file FILE]
+Usage: vztpl login REGISTRY [-u USER] [--password-stdin] [--auth-file FILE] [--ca-file FILE]
 
 Checks a user name and password against the registry (its /token endpoint, as podman login
 does) and stores them for vztpl push and the host cache, in the containers auth file format
@@ -14,6 +14,10 @@ $REGISTRY_AUTH_FILE when set, else ~/.config/vztpl/auth.json. Credentials from "
 (its auth.json) and docker's config.json are also used when vztpl has none of its own.
 
 Without --password-stdin the password is asked at the terminal. Undo with "vztpl logout".
+
+REGISTRY is HOST:PORT (HTTPS; plain HTTP only for loopback addresses) or a URL with http:// or
+https://. The registry's certificate is verified against the system's CAs and --ca-file FILE
+(default $VZTPL_CA_FILE), a PEM file of the CA certificates of a private CA.
 
 Example:
   echo "$PW" | vztpl login registry.example.com:5000 -u ci --password-stdin
@@ -33,6 +37,7 @@ export async function main(argv: string[]): Promise<number> {
       username: { type: 'string', short: 'u' },
       'password-stdin': { type: 'boolean', default: false },
       'auth-file': { type: 'string' },
+      'ca-file': { type: 'string' },
     },
     HELP,
   );
@@ -43,7 +48,7 @@ export async function main(argv: string[]): Promise<number> {
   const username = args.values.username ?? (await promptLine('Username: '));
   if (!username) throw new UsageError('login: no user name');
   const password = args.values['password-stdin'] ? await readSecretFromStdin('password') : await promptHidden('Password: ', 'password');
-  const client = new RegistryClient(base, { credentials: { username, password } });
+  const client = new RegistryClient(base, { credentials: { username, password }, caFile: args.values['ca-file'] });
   const result = await client.login();
   const file = args.values['auth-file'] ?? authFilePath();
   await storeCredentials(file, base, { username, password });

@@ -10,7 +10,7 @@ import { parseCommandArgs } from '../args.ts';
 import { promptHidden } from '../prompt.ts';
 
 const HELP = `
-Usage: vztpl sign REGISTRY/NAME:VERSION|REGISTRY/NAME@DIGEST --key FILE
+Usage: vztpl sign REGISTRY/NAME:VERSION|REGISTRY/NAME@DIGEST --key FILE [--ca-file FILE]
 
 Signs a published template version in the sigstore (cosign) format: a "simple signing" payload
 naming REGISTRY/NAME and the manifest digest, signed with the key (ECDSA P-256, SHA-256), kept
@@ -20,6 +20,9 @@ is there already stays: this one is added beside it. cosign, podman and skopeo (
 
 The key is a cosign private key ("vztpl key generate", or cosign generate-key-pair); its
 password comes from $VZTPL_KEY_PASSWORD, else it is asked at the terminal.
+
+An HTTPS registry's certificate is verified against the system's CAs and --ca-file FILE
+(default $VZTPL_CA_FILE), a PEM file of the CA certificates of a private CA.
 
 Example:
   vztpl sign 127.0.0.1:5000/acme/debian-12:1.0.0 --key acme.key
@@ -58,7 +61,7 @@ export function reportSigned(ref: ImageReference, digest: Digest, key: PrivateKe
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const args = parseCommandArgs('sign', argv, { key: { type: 'string' }, json: { type: 'boolean', default: false } }, HELP);
+  const args = parseCommandArgs('sign', argv, { key: { type: 'string' }, json: { type: 'boolean', default: false }, 'ca-file': { type: 'string' } }, HELP);
   if (!args) return 0;
   const [target, ...extra] = args.positionals;
   if (!target || extra.length) throw new UsageError(`sign: name one template version\n${HELP}`);
@@ -67,7 +70,7 @@ export async function main(argv: string[]): Promise<number> {
   if (!ref.reference) throw new UsageError(`sign: ${target} names no version or digest (as in ${target}:1.0.0)`);
   // the key first: a bad key file or password publishes nothing and asks the registry nothing
   const key = await loadSigningKey(args.values.key);
-  const client = new RegistryClient(ref.registry, { credentials: () => findCredentials(ref.registry) });
+  const client = new RegistryClient(ref.registry, { credentials: () => findCredentials(ref.registry), caFile: args.values['ca-file'] });
   const { digest } = await resolveManifest(client, ref);
   const published = await signDigest(client, ref, digest, key);
   if (args.values.json) {

@@ -7,7 +7,7 @@ import { KeyFileError, NotVerifiedError, parsePublicKey, signatureTag, verifySig
 import { parseCommandArgs } from '../args.ts';
 
 const HELP = `
-Usage: vztpl verify REGISTRY/NAME:VERSION|REGISTRY/NAME@DIGEST --key FILE.pub [--json]
+Usage: vztpl verify REGISTRY/NAME:VERSION|REGISTRY/NAME@DIGEST --key FILE.pub [--json] [--ca-file FILE]
 
 Checks that a published template version carries a sigstore (cosign) signature by the key:
 the signature manifest sha256-<hex>.sig beside it holds a simple-signing payload whose digest
@@ -16,7 +16,10 @@ the key. Says which signature verified, or why none did: unsigned, no signature 
 signature for another digest or repository, a tampered payload.
 
 Exit codes: 0 verified; 1 not verified; 2 bad input (an unreadable or corrupt key file names the
-file); 4 unknown reference; 5 registry unreachable.
+file); 4 unknown reference; 5 registry unreachable, or its TLS certificate not trusted.
+
+An HTTPS registry's certificate is verified against the system's CAs and --ca-file FILE
+(default $VZTPL_CA_FILE), a PEM file of the CA certificates of a private CA.
 
 Example:
   vztpl verify 127.0.0.1:5000/acme/debian-12:1.0.0 --key acme.pub
@@ -33,7 +36,7 @@ export async function loadPublicKey(file: string): Promise<PublicKey> {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const args = parseCommandArgs('verify', argv, { key: { type: 'string' }, json: { type: 'boolean', default: false } }, HELP);
+  const args = parseCommandArgs('verify', argv, { key: { type: 'string' }, json: { type: 'boolean', default: false }, 'ca-file': { type: 'string' } }, HELP);
   if (!args) return 0;
   const [target, ...extra] = args.positionals;
   if (!target || extra.length) throw new UsageError(`verify: name one template version\n${HELP}`);
@@ -41,7 +44,7 @@ export async function main(argv: string[]): Promise<number> {
   const ref = parseImageReference(target);
   if (!ref.reference) throw new UsageError(`verify: ${target} names no version or digest (as in ${target}:1.0.0)`);
   const key = await loadPublicKey(args.values.key);
-  const client = new RegistryClient(ref.registry, { credentials: () => findCredentials(ref.registry) });
+  const client = new RegistryClient(ref.registry, { credentials: () => findCredentials(ref.registry), caFile: args.values['ca-file'] });
   const { digest } = await resolveManifest(client, ref);
   const what = `${describeRef(ref)} (${digest})`;
   const report = (verified: boolean, extra: Record<string, unknown>) => {
