@@ -202,16 +202,14 @@ describe.skipIf(!isRoot || !findProgram('mmdebstrap'))('vztpl build: concurrent 
     // A --no-cache bootstraps again and replaces the bootstrap entry while B runs.
     const a = startBuild('a', work, cache, ['--no-cache']);
     await waitForEvent(a.stdout, waiting('A'), 480_000, a.result);
+    // What the cache and the mounts look like now, asserted once both builds are done (the
+    // builds' own results come first: they are what the bug broke).
+    const oldTreeWhole = (await exists(oldTree)) && JSON.stringify(listTree(oldTree, epoch)) === JSON.stringify(oldListing);
     const newTreeDir = await treeDirOf(cache, bootstrapKey);
-    expect(newTreeDir).toMatch(/^tree\.[0-9a-f]+$/);
-    expect(newTreeDir).not.toBe(oldTreeDir);
     const newTree = join(cache, 'steps', bootstrapKey, newTreeDir);
-    // Retired, not deleted: B's lower dir is whole (the same listing as before), and it is the
-    // same as the new tree (the bootstrap is reproducible).
-    expect(await readdir(join(cache, 'retired'))).toContain(`${bootstrapKey}~${oldTreeDir}`);
-    expect(listTree(oldTree, epoch)).toEqual(oldListing);
-    expect(listTree(newTree, epoch)).toEqual(oldListing);
-    expect((await mountedLowers(cache)).map((l) => l.at(-1)).sort()).toEqual([newTree, oldTree].sort());
+    const retiredNow = await readdir(join(cache, 'retired')).catch(() => [] as string[]);
+    const newListing = listTree(newTree, epoch);
+    const mountedNow = (await mountedLowers(cache)).map((l) => l.at(-1)).sort();
 
     // Both go on: B's next step mounts the tree it looked up (the retired one), A's the new one.
     await gate.open();
@@ -219,6 +217,15 @@ describe.skipIf(!isRoot || !findProgram('mmdebstrap'))('vztpl build: concurrent 
     // B's chroot saw the same files after A's replacement as before it (its step checks that too).
     const counts = stepLog(bEvents, 2).flatMap((l) => /^barrier B: (waiting|released), (\d+) files$/.exec(l)?.slice(1) ?? []);
     expect(counts).toEqual(['waiting', counts[1], 'released', counts[1]]);
+
+    // While both ran: B's lower dir stayed where it was, whole; A's fresh bootstrap went into the
+    // entry under a new name (the same tree: the bootstrap is reproducible), the old one retired.
+    expect(oldTreeWhole).toBe(true);
+    expect(newTreeDir).toMatch(/^tree\.[0-9a-f]+$/);
+    expect(newTreeDir).not.toBe(oldTreeDir);
+    expect(retiredNow).toContain(`${bootstrapKey}~${oldTreeDir}`);
+    expect(newListing).toEqual(oldListing);
+    expect(mountedNow).toEqual([newTree, oldTree].sort());
 
     // A --no-cache gives the layers A gave alone; B shares A's bootstrap and install layers.
     expect(stepDones(aEvents).map((e) => e.cached)).toEqual([false, false, false]);
