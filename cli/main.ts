@@ -36,6 +36,7 @@ const COMMANDS: Record<string, Command> = {
   key: { summary: 'key generate PREFIX: a cosign key pair (PREFIX.key encrypted, PREFIX.pub) for signing templates', load: () => import('./commands/key.ts') },
   sign: { summary: 'sign a published template version (sigstore/cosign format, tag sha256-<hex>.sig)', load: () => import('./commands/sign.ts') },
   verify: { summary: "check a published template version's signature against a public key", load: () => import('./commands/verify.ts') },
+  sbom: { summary: "print a published template version's SBOM (SPDX 2.3 JSON, found as an OCI referrer)", load: () => import('./commands/sbom.ts') },
 };
 
 /** The version in the package's own package.json (beside dist/ when built, beside cli/ from source). */

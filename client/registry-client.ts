@@ -9,6 +9,7 @@ import { splitReference, splitRegistry } from '../format/reference.ts';
 import { registryKey, type Credentials } from './credentials.ts';
 import { httpsDispatcher, httpsHint, tlsFailure, type Dispatcher } from './tls.ts';
 import type { Digest } from '../format/digest.ts';
+import type { Descriptor } from '../format/oci.ts';
 
 export interface ImageReference {
   /** Base URL of the registry, e.g. http://127.0.0.1:5000 */
@@ -292,6 +293,46 @@ export class RegistryClient {
       repo,
     });
     return res.headers.get('docker-content-digest') as Digest;
+  }
+
+  /**
+   * PUT of a manifest that has a subject: the digest, and the registry's OCI-Subject header
+   * (distribution-spec 1.1: a registry that indexes referrers names the subject there).
+   */
+  async putReferrer(repo: string, mediaType: string, content: Buffer, digest: Digest): Promise<{ digest: Digest; subject: string | undefined }> {
+    const res = await this.request('PUT', `/v2/${repo}/manifests/${digest}`, {
+      what: `PUT manifest ${repo}@${digest}`,
+      headers: { 'content-type': mediaType },
+      body: content,
+      ok: [201],
+      repo,
+    });
+    return { digest: (res.headers.get('docker-content-digest') as Digest | null) ?? digest, subject: res.headers.get('oci-subject') ?? undefined };
+  }
+
+  /**
+   * The referrers of `digest` (GET /v2/NAME/referrers/DIGEST[?artifactType=]): the index's
+   * descriptors, and whether the registry applied the filter (OCI-Filters-Applied); the caller
+   * filters again when it did not. `undefined` when the registry has no referrers API (404).
+   */
+  async referrers(repo: string, digest: Digest, artifactType?: string, maxBytes = 4 * 1024 * 1024): Promise<{ manifests: Descriptor[]; filtered: boolean } | undefined> {
+    const what = `referrers of ${repo}@${digest}`;
+    const query = artifactType ? `?artifactType=${encodeURIComponent(artifactType)}` : '';
+    const res = await this.request('GET', `/v2/${repo}/referrers/${digest}${query}`, { what, headers: { accept: 'application/vnd.oci.image.index.v1+json' }, repo, ok: [200, 404] });
+    if (res.status === 404) {
+      await res.body?.cancel();
+      return undefined;
+    }
+    const text = (await readLimited(res, maxBytes, what)).toString('utf8');
+    let index: { manifests?: unknown };
+    try {
+      index = JSON.parse(text) as { manifests?: unknown };
+    } catch {
+      throw new VztplError(`${what}: the registry's answer is not JSON`);
+    }
+    if (!index || !Array.isArray(index.manifests)) throw new VztplError(`${what}: the registry's answer is not an image index`);
+    const filtered = Boolean(artifactType) && (res.headers.get('oci-filters-applied') ?? '').split(',').some((f) => f.trim() === 'artifactType');
+    return { manifests: index.manifests as Descriptor[], filtered };
   }
 
   async getManifest(repo: string, reference: string, accept: string[]): Promise<{ mediaType: string; digest: Digest; bytes: Buffer }> {

@@ -15,6 +15,8 @@ import {
   signatureLayer,
   signatureTag,
   SIMPLE_SIGNING_MEDIA_TYPE,
+  verifySignatureLayers,
+  type PublicKey,
   type SignatureLayer,
 } from '../format/sigstore/index.ts';
 import { registryKey } from './credentials.ts';
@@ -122,4 +124,16 @@ export async function publishSignature(client: RegistryClient, ref: ImageReferen
   if (!(await client.hasBlob(repo, built.configDigest))) await client.pushBlob(repo, built.configDigest, built.config);
   await client.putManifest(repo, tag, MediaType.manifest, built.manifest);
   return { tag, appended, count: layers.length };
+}
+
+/**
+ * Whether `digest` already carries a signature by `key` that verifies for `ref`'s repository: a
+ * push of the same version again then signs nothing (ECDSA signatures differ each time, so
+ * signing again would add a layer per push).
+ */
+export async function signedBy(client: RegistryClient, ref: ImageReference, digest: Digest, key: PublicKey): Promise<boolean> {
+  const existing = await fetchSignatureManifest(client, ref, digest);
+  if (!existing) return false;
+  const outcome = verifySignatureLayers(await fetchPayloads(client, ref, existing.layers), key, { digest, repository: dockerRepository(ref) });
+  return Boolean(outcome.verified);
 }
