@@ -18,7 +18,7 @@ import { extractLayer, sweepStaleTemps } from './extract.ts';
 import type { TemplateSource } from './source.ts';
 import { Store, type LayerRecord, type TemplateRef } from './store.ts';
 import { checkPull } from './trust.ts';
-import { decide, trustSubject, type TrustPolicy } from './trust-policy.ts';
+import { decide, publicKeys, trustSubject, type TrustPolicy } from './trust-policy.ts';
 
 export type PullEvent =
   | { event: 'resolved'; name: string; version: string; digest: Digest; layers: number; bytes: number; missing: number }
@@ -80,6 +80,7 @@ async function pullTemplate(opts: PullOptions): Promise<TemplateRef> {
   const emit = opts.onEvent ?? (() => undefined);
   // Bad key files in the matching policy entry are bad input: said before anything is fetched.
   const decision = opts.trust ? decide(opts.trust.policy, trustSubject(source.id, name)) : undefined;
+  if (decision?.verify) await publicKeys(decision);
   const resolved = await source.resolve(name, opts.request ?? 'latest');
   let manifestDigest = resolved.manifestDigest;
   let { mediaType, bytes } = await source.manifest(name, manifestDigest);

@@ -62,8 +62,12 @@ export interface KeptSignatures {
   from: string;
   /** The signature manifest's layers, each with its payload (base64) or why it was not read. */
   signatures: Array<{ layer: { mediaType: string; digest: Digest; size: number; annotations?: Record<string, string> }; payload: string | { error: string } }>;
-  /** The key that verified one when they were fetched under a policy that asked for it. */
-  verified?: { key: string; layer: number };
+  /**
+   * The key that verified one of them for this digest and repository (its fingerprint, and its
+   * PEM text as the policy's key file held it), recorded when it did. A create whose policy names
+   * a key file with exactly that text needs no node:crypto; any other key is verified anew.
+   */
+  verified?: { key: string; pem: string; layer: number };
   fetchedAt: string;
 }
 

@@ -11,15 +11,16 @@
 // It is host.yaml's `trust:` section, or a file given with --trust-policy (the same shape; its
 // root:/registry:, if any, are not read). Read with the YAML library and checked with zod, which
 // together take ~50 ms to load: too much for `create` (a few ms is the budget of its check). So
-// the checked policy is kept in the store (trust/policy-<sha256 of path and text>.json) and a
-// later command that finds the same text reads that JSON instead. Key paths are the policy
-// file's directory's when relative; the key files are read when an entry that names them
-// matches, every time (a key replaced under the same name is the new key).
+// the checked policy is kept in the store (trust/policy-<hash of the path>.json, with the text it
+// was checked from) and a later command that finds the same text reads that JSON instead. Key
+// paths are the policy file's directory's when relative; the key files are read when an entry
+// that names them matches, every time (a key replaced under the same name is the new key), and
+// parsed (node:crypto) only when a signature is to be verified with them.
 import { dirname, join, resolve } from 'node:path';
 import { fs } from '../common/builtins.ts';
 import { UsageError } from '../common/errors.ts';
 import { globRegExp } from '../format/glob.ts';
-import { KeyFileError, parsePublicKey, type PublicKey } from '../format/sigstore/index.ts';
+import type { PublicKey } from '../format/sigstore/public-key.ts';
 
 export interface TrustRule {
   /** 1-based position in the trust list, for messages. */
@@ -36,10 +37,18 @@ export interface TrustPolicy {
   rules: TrustRule[];
 }
 
+/** A key file an entry names, as read: its text; parsed only to verify a signature. */
+export interface PolicyKey {
+  path: string;
+  pem: string;
+}
+
 /** What a policy says of one template. */
 export type TrustDecision =
   | { verify: false; /** why nothing is checked, for the warning */ why: string; rule?: TrustRule }
-  | { verify: true; rule: TrustRule; keys: PublicKey[]; file: string };
+  | { verify: true; rule: TrustRule; keys: PolicyKey[]; file: string };
+
+export type KeysDecision = Extract<TrustDecision, { verify: true }>;
 
 const CACHE_FORMAT = 1;
 /** A pattern: printable, no spaces (REGISTRY[:PORT]/NAME with *, ** and ?, or oci:DIR). */
@@ -60,12 +69,13 @@ export async function loadTrustPolicy(file: string | undefined, cacheRoot?: stri
   } catch (err) {
     throw new UsageError(`trust policy ${file}: cannot read it: ${(err as Error).message}`);
   }
-  const hash = process.getBuiltinModule('node:crypto').createHash('sha256').update(`${file}\0${text}`).digest('hex');
-  const cached = cacheRoot ? join(cacheRoot, 'trust', `policy-${hash}.json`) : undefined;
+  // No node:crypto here (loading it costs a create ~5 ms): the file is named by a cheap hash of
+  // the path and holds the text it was checked from, compared whole.
+  const cached = cacheRoot ? join(cacheRoot, 'trust', `policy-${fnv1a(file)}.json`) : undefined;
   if (cached) {
     try {
-      const kept = JSON.parse(fs.readFileSync(cached, 'utf8')) as { format: number; policy: TrustPolicy };
-      if (kept.format === CACHE_FORMAT && kept.policy.file === file && Array.isArray(kept.policy.rules)) return kept.policy;
+      const kept = JSON.parse(fs.readFileSync(cached, 'utf8')) as { format: number; text: string; policy: TrustPolicy };
+      if (kept.format === CACHE_FORMAT && kept.text === text && kept.policy.file === file && Array.isArray(kept.policy.rules)) return kept.policy;
     } catch {
       // not kept yet (or unreadable): check the text
     }
@@ -75,13 +85,20 @@ export async function loadTrustPolicy(file: string | undefined, cacheRoot?: stri
     try {
       fs.mkdirSync(dirname(cached), { recursive: true });
       const tmp = `${cached}.${process.pid}.tmp`;
-      fs.writeFileSync(tmp, JSON.stringify({ format: CACHE_FORMAT, policy }));
+      fs.writeFileSync(tmp, JSON.stringify({ format: CACHE_FORMAT, text, policy }));
       fs.renameSync(tmp, cached);
     } catch {
       // a read-only store: the policy is checked again next time
     }
   }
   return policy;
+}
+
+/** FNV-1a (32 bits) of a string, as 8 hex digits: names a file, decides nothing. */
+function fnv1a(value: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < value.length; i++) h = Math.imul(h ^ value.charCodeAt(i), 0x01000193) >>> 0;
+  return h.toString(16).padStart(8, '0');
 }
 
 /** Parses and checks a policy's text (YAML); `file` names it in errors (exit 2) and anchors relative key paths. */
@@ -141,21 +158,30 @@ export function describeRule(file: string, rule: TrustRule): string {
   return `trust policy ${file}, entry ${rule.entry} (match ${JSON.stringify(rule.match)})`;
 }
 
-/** What the policy says of `subject`: the keys to check (read now), or nothing to check and why. */
+/** What the policy says of `subject`: the key files to check with (read now), or nothing to check and why. */
 export function decide(policy: TrustPolicy | undefined, subject: string): TrustDecision {
   if (!policy) return { verify: false, why: 'no trust policy (host.yaml trust: or --trust-policy FILE) says which keys to require' };
   const rule = matchRule(policy, subject);
   if (!rule) return { verify: false, why: `no entry of the trust policy ${policy.file} matches ${subject}` };
   if (!rule.keys) return { verify: false, why: `${describeRule(policy.file, rule)} accepts anything (insecureAcceptAnything)`, rule };
   const keys = rule.keys.map((path) => {
-    let text: Buffer;
     try {
-      text = fs.readFileSync(path);
-      return parsePublicKey(text, path);
+      return { path, pem: fs.readFileSync(path, 'latin1') };
     } catch (err) {
-      const detail = err instanceof KeyFileError ? err.message : `${path}: cannot read the public key: ${(err as Error).message}`;
-      throw new UsageError(`${describeRule(policy.file, rule)}: key ${detail}`);
+      throw new UsageError(`${describeRule(policy.file, rule)}: key ${path}: cannot read the public key: ${(err as Error).message}`);
     }
   });
   return { verify: true, rule, keys, file: policy.file };
+}
+
+/** The decision's keys, parsed; one that is no public key is bad input (exit 2) naming the policy, the entry and the file. */
+export async function publicKeys(decision: KeysDecision): Promise<PublicKey[]> {
+  const { KeyFileError, parsePublicKey } = await import('../format/sigstore/index.ts');
+  return decision.keys.map(({ path, pem }) => {
+    try {
+      return parsePublicKey(pem, path);
+    } catch (err) {
+      throw new UsageError(`${describeRule(decision.file, decision.rule)}: key ${err instanceof KeyFileError ? err.message : `${path}: ${(err as Error).message}`}`);
+    }
+  });
 }

@@ -6,8 +6,9 @@
 //     under a policy that asks for keys: refused (exit 1, naming template, digest and reason), and
 //     the store is as it was (no ref, no blob, no layer, no container);
 //   - a policy tightened after the pull: the signatures kept beside the ref are checked offline
-//     (registry gone): kept and by the key, accepted; none kept, refused saying so; online, a
-//     create fetches signatures added since;
+//     (registry gone): kept and by the key, accepted (from the record of the key that verified,
+//     or verified again without it); none kept, another key, a kept payload altered: refused;
+//     online, a create fetches signatures added since;
 //   - insecureAcceptAnything (explicit, or no policy at all): accepted with one warning;
 //   - a bad policy (YAML, fields, key files; in host.yaml or --trust-policy): exit 2 naming the
 //     file and the entry; --trust-policy before or after the command.
@@ -153,7 +154,7 @@ describe('host trust policy: pull and create verify signatures', () => {
     ok(await vztpl(['create', '201', '--ostemplate', `${reg.host}/acme/signed:1.0.0`, '--layout', 'copy', '--root', root, '--trust-policy', policyA]), 'create from the cache');
     expect(existsSync(join(root, 'containers', '201', 'container.json'))).toBe(true);
     // The checked policy is kept in the store: the next command reads it without YAML.
-    expect(readdirSync(join(root, 'trust')).some((f) => /^policy-[0-9a-f]{64}\.json$/.test(f))).toBe(true);
+    expect(readdirSync(join(root, 'trust')).some((f) => /^policy-[0-9a-f]{8}\.json$/.test(f))).toBe(true);
 
     const fresh = join(work, 'store-signed-create');
     const c = ok(await vztpl(['create', '202', '--ostemplate', `${reg.host}/acme/signed:1.0.0`, '--layout', 'copy', '--root', fresh, '--trust-policy', policyA]), 'create that pulls');
@@ -222,15 +223,29 @@ describe('host trust policy: pull and create verify signatures', () => {
     expect(wrongKey.code, wrongKey.stderr).toBe(1);
     expect(wrongKey.stderr).toMatch(/no signature by a trusted key/);
     expect(wrongKey.stderr).toMatch(/checked against the signatures kept in the cache; the registry .* could not be asked/);
+    // Without the record of which key verified, the kept signature is verified again (offline), and recorded.
+    const sigFile = refFiles(root, reg2.host, 'acme/signed').sig;
+    const kept = JSON.parse(await readFile(sigFile, 'utf8'));
+    expect(kept.verified).toMatchObject({ key: fingerprintA, pem: await readFile(`${keys.a}.pub`, 'latin1') });
+    delete kept.verified;
+    await writeFile(sigFile, JSON.stringify(kept));
+    ok(await create('404', 'acme/signed', tight), 'offline create, verified again');
+    expect(JSON.parse(await readFile(sigFile, 'utf8')).verified).toMatchObject({ key: fingerprintA, layer: 0 });
+    // A kept payload changed in the store (and the record gone): tampered, refused.
+    const payload = Buffer.from(kept.signatures[0].payload, 'base64').toString('utf8').replace('acme/signed', 'acme/signef');
+    await writeFile(sigFile, JSON.stringify({ ...kept, signatures: [{ ...kept.signatures[0], payload: Buffer.from(payload).toString('base64') }] }));
+    const tampered = await create('405', 'acme/signed', tight);
+    expect(tampered.code, tampered.stderr).toBe(1);
+    expect(tampered.stderr).toMatch(new RegExp(`refused ${reg2.host.replace(/\./g, '\\.')}/acme/signed:1\\.0\\.0 \\(${l1.manifest.digest}\\): tampered signature payload`));
 
     // Online: acme/later was pulled unsigned, signed afterwards; a create under the policy fetches the new signature.
     const online = join(work, 'store-online');
     ok(await vztpl(['pull', `${reg.host}/acme/later:1.0.0`, '--root', online]), 'pull later, unsigned');
     expect(existsSync(refFiles(online, reg.host, 'acme/later').sig)).toBe(false);
-    const before = await vztpl(['create', '404', '--ostemplate', `${reg.host}/acme/later:1.0.0`, '--layout', 'copy', '--root', online, '--trust-policy', policyA]);
+    const before = await vztpl(['create', '406', '--ostemplate', `${reg.host}/acme/later:1.0.0`, '--layout', 'copy', '--root', online, '--trust-policy', policyA]);
     refused(before, 'acme/later', l2.manifest.digest, /: unsigned/);
     ok(await vztpl(['sign', `${reg.host}/acme/later:1.0.0`, '--key', `${keys.a}.key`]), 'sign later');
-    ok(await vztpl(['create', '405', '--ostemplate', `${reg.host}/acme/later:1.0.0`, '--layout', 'copy', '--root', online, '--trust-policy', policyA]), 'create after signing');
+    ok(await vztpl(['create', '407', '--ostemplate', `${reg.host}/acme/later:1.0.0`, '--layout', 'copy', '--root', online, '--trust-policy', policyA]), 'create after signing');
     expect(JSON.parse(await readFile(refFiles(online, reg.host, 'acme/later').sig, 'utf8'))).toMatchObject({ verified: { key: fingerprintA } });
   });
 
