@@ -16,6 +16,8 @@ import { OciError } from './errors.ts';
 import type { Registry } from './registry.ts';
 import { isNotFound } from './storage/driver.ts';
 import { aliasesFor, isAliasTag, isValidRange, isVersionTag, resolveRange } from '../format/versions.ts';
+import { MAX_PAYLOAD_SIZE, parsePayload, parseSignatureManifest, repositoryOf, SIGNATURE_ANNOTATION, SignatureFormatError, signatureTag, SIMPLE_SIGNING_MEDIA_TYPE } from '../format/sigstore/index.ts';
+import { SPDX_MEDIA_TYPE } from '../format/spdx.ts';
 
 export interface VersionRecord {
   name: string;
@@ -236,6 +238,16 @@ export class Catalog {
     return Promise.all((await this.versionNames(repo)).map((v) => this.readRecord(repo, v)));
   }
 
+  /** Signatures and SBOM of a version's manifest (read now: both may be added after the version). */
+  async trust(repo: string, digest: Digest): Promise<VersionTrust> {
+    return versionTrust(this.registry, repo, digest);
+  }
+
+  /** Each record with its signatures and SBOM, a few versions at a time. */
+  async withTrust<R extends VersionRecord>(records: R[]): Promise<Array<R & VersionTrust>> {
+    return mapBounded(records, SEARCH_CONCURRENCY, async (r) => ({ ...r, ...(await this.trust(r.name, r.digest)) }));
+  }
+
   async version(repo: string, version: string): Promise<VersionRecord> {
     const found = (await this.versions(repo)).find((r) => r.version === version);
     if (!found) throw new OciError('MANIFEST_UNKNOWN', `${repo} has no version ${version}`);
@@ -261,6 +273,161 @@ export class Catalog {
     }
     return out;
   }
+}
+
+// ---- signatures and SBOM of a version, as the catalog reports them ----------------------------
+//
+// The registry holds no keys, and a cosign signature does not name its key: an ECDSA signature
+// verifies only against a public key one already has. So the catalog reports what it can
+// check without one, for each signature in the version's signature manifest
+// (sha256-<hex>.sig): the payload's digest, the identity and the manifest digest the payload
+// names, and whether those are this version's. "signed" means: at least one such signature
+// names this version's digest and repository. Whether it verifies, and by which key, is for
+// "vztpl verify --key" (and the hosts' trust policy) to say: "keys" is always absent, never
+// guessed.
+
+/** One signature layer, as the catalog can see it without a key. */
+export interface SignatureFacts {
+  /** Position in the signature manifest. */
+  layer: number;
+  /** The simple-signing payload's digest and size. */
+  payload: { digest: Digest; size: number };
+  /** The docker-reference the payload names (REGISTRY/NAME), when it parses. */
+  identity?: string;
+  /** The manifest digest the payload names, when it parses. */
+  signedDigest?: string;
+  /** Names this version's digest and a reference whose repository path is this repository. */
+  matches: boolean;
+  /** Why the payload could not be read as a signature, or it has no signature annotation. */
+  problem?: string;
+}
+
+export interface SignatureSummary {
+  /** The signature manifest's tag and digest. */
+  tag: string;
+  digest: Digest;
+  /** Signature layers (simple-signing payloads) in it. */
+  count: number;
+  /** Of those, the ones whose payload names this version (digest and repository). */
+  matching: number;
+  signatures: SignatureFacts[];
+}
+
+export interface SbomLink {
+  /** The SBOM artifact's manifest: a referrer of the version's manifest. */
+  digest: Digest;
+  mediaType: string;
+  artifactType: string;
+  size: number;
+  /** Where to fetch the artifact's manifest (distribution API). */
+  url: string;
+  /** The SPDX document: the artifact's layer. */
+  document?: { digest: Digest; size: number; mediaType: string; url: string };
+  created?: string;
+  /** The SBOM manifest's own signatures, as for the version. */
+  signed: boolean;
+  signatures: SignatureSummary | null;
+}
+
+export interface VersionTrust {
+  signed: boolean;
+  signatures: SignatureSummary | null;
+  /** The newest SBOM referrer (by its created annotation), or null. */
+  sbom: SbomLink | null;
+  /** How many SBOM referrers the version has (more than one only when other tools added some). */
+  sboms: number;
+}
+
+/** A payload larger than this is not read by the catalog (it is not a cosign payload). */
+const CATALOG_MAX_PAYLOAD = Math.min(MAX_PAYLOAD_SIZE, 64 * 1024);
+
+/** The signature manifest of `digest` in `repo`, as facts; null when there is none, or it does not parse. */
+export async function signatureSummary(registry: Registry, repo: string, digest: Digest): Promise<SignatureSummary | null> {
+  const tag = signatureTag(digest);
+  let stored;
+  try {
+    stored = await registry.manifests.get(repo, tag);
+  } catch (err) {
+    if ((err instanceof OciError && err.code === 'MANIFEST_UNKNOWN') || isNotFound(err)) return null;
+    throw err;
+  }
+  let layers;
+  try {
+    layers = parseSignatureManifest(stored.bytes, stored.mediaType, `${repo}:${tag}`);
+  } catch {
+    return { tag, digest: stored.digest, count: 0, matching: 0, signatures: [] };
+  }
+  const signatures: SignatureFacts[] = [];
+  for (const [i, layer] of layers.entries()) {
+    if (layer.mediaType !== SIMPLE_SIGNING_MEDIA_TYPE) continue;
+    const facts: SignatureFacts = { layer: i, payload: { digest: layer.digest, size: layer.size }, matches: false };
+    signatures.push(facts);
+    if (layer.annotations?.[SIGNATURE_ANNOTATION] === undefined) {
+      facts.problem = `no ${SIGNATURE_ANNOTATION} annotation`;
+      continue;
+    }
+    if (layer.size > CATALOG_MAX_PAYLOAD) {
+      facts.problem = `payload of ${layer.size} bytes not read`;
+      continue;
+    }
+    try {
+      // content-addressed: the bytes are the ones the layer names
+      const payload = parsePayload(await registry.blobs.getContent(layer.digest));
+      facts.identity = payload.dockerReference;
+      facts.signedDigest = payload.digest;
+      facts.matches = payload.digest === digest && repositoryPath(payload.dockerReference) === repo;
+    } catch (err) {
+      if (isNotFound(err) || (err instanceof OciError && err.code === 'BLOB_UNKNOWN')) facts.problem = 'payload not in the registry';
+      else if (err instanceof SignatureFormatError) facts.problem = err.message;
+      else throw err;
+    }
+  }
+  return { tag, digest: stored.digest, count: signatures.length, matching: signatures.filter((s) => s.matches).length, signatures };
+}
+
+/** The repository path of a docker reference: without its registry host (the registry does not know the name clients use for it). */
+function repositoryPath(dockerReference: string): string {
+  const name = repositoryOf(dockerReference);
+  const slash = name.indexOf('/');
+  return slash > 0 && /[.:]|^localhost$/.test(name.slice(0, slash)) ? name.slice(slash + 1) : name;
+}
+
+/** Signatures and SBOM of one version's manifest. */
+export async function versionTrust(registry: Registry, repo: string, digest: Digest): Promise<VersionTrust> {
+  const [signatures, referrers] = await Promise.all([signatureSummary(registry, repo, digest), registry.manifests.referrers(repo, digest)]);
+  const sboms: Array<{ digest: Digest; mediaType: string; size: number; manifest: { layers?: Array<{ mediaType?: string; digest?: string; size?: number }>; annotations?: Record<string, string> } }> = [];
+  for (const referrer of referrers) {
+    const m = await registry.manifests.get(repo, referrer).catch(() => undefined);
+    if (!m) continue;
+    let parsed: { artifactType?: string; layers?: Array<{ mediaType?: string; digest?: string; size?: number }>; annotations?: Record<string, string> };
+    try {
+      parsed = JSON.parse(m.bytes.toString('utf8')) as typeof parsed;
+    } catch {
+      continue;
+    }
+    if (parsed.artifactType === SPDX_MEDIA_TYPE) sboms.push({ digest: referrer, mediaType: m.mediaType, size: m.bytes.length, manifest: parsed });
+  }
+  const created = (s: (typeof sboms)[number]) => s.manifest.annotations?.['org.opencontainers.image.created'] ?? '';
+  const newest = sboms.sort((a, b) => (created(a) === created(b) ? (a.digest < b.digest ? -1 : 1) : created(a) < created(b) ? 1 : -1))[0];
+  let sbom: SbomLink | null = null;
+  if (newest) {
+    const layer = newest.manifest.layers?.find((l) => l?.mediaType === SPDX_MEDIA_TYPE);
+    const sbomSignatures = await signatureSummary(registry, repo, newest.digest);
+    sbom = {
+      digest: newest.digest,
+      mediaType: newest.mediaType,
+      artifactType: SPDX_MEDIA_TYPE,
+      size: newest.size,
+      url: `/v2/${repo}/manifests/${newest.digest}`,
+      ...(layer && typeof layer.digest === 'string' && typeof layer.size === 'number'
+        ? { document: { digest: layer.digest as Digest, size: layer.size, mediaType: SPDX_MEDIA_TYPE, url: `/v2/${repo}/blobs/${layer.digest}` } }
+        : {}),
+      ...(created(newest) ? { created: created(newest) } : {}),
+      signed: (sbomSignatures?.matching ?? 0) > 0,
+      signatures: sbomSignatures,
+    };
+  }
+  return { signed: (signatures?.matching ?? 0) > 0, signatures, sbom, sboms: sboms.length };
 }
 
 function matches(latest: VersionRecord, filter: SearchFilter): boolean {

@@ -1,5 +1,7 @@
 // The template catalog API under /api/v1/: search, versions, range resolution, a version's
-// metadata and package lock, and the package difference between two versions.
+// metadata and package lock, and the package difference between two versions. A version as the
+// versions, version and template routes show it also says whether it is signed (the facts of its
+// signature manifest; the registry knows no keys) and links its SBOM (catalog.ts, versionTrust).
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { packageDiff, type Catalog, type VersionRecord } from '../catalog.ts';
 import { OciError } from '../errors.ts';
@@ -57,10 +59,12 @@ export async function catalogRoutes(app: FastifyInstance, opts: CatalogOptions):
       case 'versions': {
         const versions = await catalog.versions(name);
         if (!versions.length) throw new OciError('NAME_UNKNOWN', `no template named ${name}`);
-        return { name, versions: versions.map(summary) };
+        return { name, versions: (await catalog.withTrust(versions)).map(summary) };
       }
-      case 'version':
-        return catalog.version(name, route.version);
+      case 'version': {
+        const record = await catalog.version(name, route.version);
+        return { ...record, ...(await catalog.trust(name, record.digest)) };
+      }
       case 'resolve': {
         const record = await catalog.resolve(name, q.range ?? 'latest');
         return { name: record.name, range: q.range ?? 'latest', version: record.version, digest: record.digest, size: record.size };
@@ -74,7 +78,7 @@ export async function catalogRoutes(app: FastifyInstance, opts: CatalogOptions):
         const versions = await catalog.versions(name);
         if (!versions.length) throw new OciError('NAME_UNKNOWN', `no template named ${name}`);
         const latest = await catalog.resolve(name, 'latest').catch(() => versions.at(-1)!);
-        return { ...summary(latest), latest: latest.version, versions: versions.map((v) => v.version) };
+        return { ...summary(latest), ...(await catalog.trust(name, latest.digest)), latest: latest.version, versions: versions.map((v) => v.version) };
       }
     }
   });
