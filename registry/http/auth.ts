@@ -84,6 +84,10 @@ async function authPlugin(app: FastifyInstance, auth: AuthRuntime): Promise<void
   auth.users.onChange = () => guard.usersChanged();
   const identities = new WeakMap<FastifyRequest, Identity>();
 
+  /**
+   * The token endpoint named in challenges: auth.realm when set (a TLS proxy in front, another
+   * host), else this server as the client reached it: https on a TLS socket (serve --tls-cert).
+   */
   function realm(req: FastifyRequest): string {
     if (auth.realm) return auth.realm;
     const host = req.headers.host && /^[A-Za-z0-9.\-:[\]]+$/.test(req.headers.host) ? req.headers.host : 'localhost';
