@@ -40,19 +40,26 @@ export async function templateRequest(value: string): Promise<TemplateRequest> {
   return req;
 }
 
+/** --ca-file of the commands that reach a registry (pull, create). */
+export const CA_FILE_OPTION = { 'ca-file': { type: 'string' } } as const;
+
+export const CA_FILE_HELP = `
+      --ca-file FILE    CA certificates (PEM) an HTTPS registry's certificate may chain to,
+                        besides the system's (default: $VZTPL_CA_FILE)`;
+
 /** The source a template request names, or the default registry. */
-export async function sourceFor(req: TemplateRequest, registry: string | undefined) {
+export async function sourceFor(req: TemplateRequest, registry: string | undefined, caFile?: string) {
   const id = req.source ?? registry;
   if (!id) throw new VztplError(`${req.name} is not cached and no registry is configured (use --registry URL, VZTPL_REGISTRY, or name one: 127.0.0.1:5000/${req.name})`, ExitCode.notFound);
-  return sourceForId(id);
+  return sourceForId(id, caFile);
 }
 
 /** The source of a registry base URL or oci:DIR (as template references record it). */
-export async function sourceForId(id: string) {
+export async function sourceForId(id: string, caFile?: string) {
   const { LayoutSource, RegistrySource } = await import('../cache/source.ts');
   if (id.startsWith('oci:')) return new LayoutSource(id.slice(4));
   const [{ RegistryClient }, { findCredentials }] = await Promise.all([import('../client/registry-client.ts'), import('../client/credentials.ts')]);
-  return new RegistrySource(id, new RegistryClient(id, { credentials: () => findCredentials(id) }));
+  return new RegistrySource(id, new RegistryClient(id, { credentials: () => findCredentials(id), caFile }));
 }
 
 

@@ -1,6 +1,6 @@
 import { UsageError } from '../../common/errors.ts';
 import { parseCommandArgs } from '../args.ts';
-import { emitter, HOST_HELP, HOST_OPTIONS, openStore, sourceFor, sourceForId, templateRequest, warnLine } from '../host.ts';
+import { CA_FILE_HELP, CA_FILE_OPTION, emitter, HOST_HELP, HOST_OPTIONS, openStore, sourceFor, sourceForId, templateRequest, warnLine } from '../host.ts';
 
 const HELP = `
 Usage: vztpl create CTID --ostemplate [REGISTRY/]NAME[@RANGE] [--layout overlay|reflink|copy] [--hostname H]
@@ -13,14 +13,14 @@ signatures kept with it (offline), or those at its registry when none of those v
                      milliseconds, whatever the template's size
   reflink, copy:     an independent private tree (reflink needs XFS/btrfs)
 The container gets its hostname, a fresh machine-id, and an OCI bundle (config.json) for runc.
-${HOST_HELP}
+${HOST_HELP}${CA_FILE_HELP}
 `;
 
 export async function main(argv: string[]): Promise<number> {
   const args = parseCommandArgs(
     'create',
     argv,
-    { ...HOST_OPTIONS, ostemplate: { type: 'string' }, layout: { type: 'string', default: 'overlay' }, hostname: { type: 'string' } },
+    { ...HOST_OPTIONS, ...CA_FILE_OPTION, ostemplate: { type: 'string' }, layout: { type: 'string', default: 'overlay' }, hostname: { type: 'string' } },
     HELP,
   );
   if (!args) return 0;
@@ -45,13 +45,13 @@ export async function main(argv: string[]): Promise<number> {
     let template = await pickCached(req.source ? refs.filter((r) => r.source === req.source) : refs, req.name, req.request);
     if (!template) {
       const { pull } = await import('../../cache/pull.ts');
-      template = await pull({ store, source: await sourceFor(req, registry), name: req.name, request: req.request, onEvent: emitter(args.values.json), trust: { policy, warn: warnLine } });
+      template = await pull({ store, source: await sourceFor(req, registry, args.values['ca-file']), name: req.name, request: req.request, onEvent: emitter(args.values.json), trust: { policy, warn: warnLine } });
     } else {
       const decision = trust?.decide(policy, trust.trustSubject(template.source, template.name));
       if (decision?.verify) {
         const { checkCached } = await import('../../cache/trust.ts');
         const cached = template;
-        await checkCached(store, cached, decision, () => sourceForId(cached.source));
+        await checkCached(store, cached, decision, () => sourceForId(cached.source, args.values['ca-file']));
       }
       await store.touchRef(template).catch(() => undefined);
     }

@@ -1,7 +1,7 @@
 import { UsageError } from '../../common/errors.ts';
 import { formatBytes } from '../../common/progress.ts';
 import { parseCommandArgs } from '../args.ts';
-import { emitter, HOST_HELP, HOST_OPTIONS, openStore, sourceFor, templateRequest, warnLine } from '../host.ts';
+import { CA_FILE_HELP, CA_FILE_OPTION, emitter, HOST_HELP, HOST_OPTIONS, openStore, sourceFor, templateRequest, warnLine } from '../host.ts';
 
 const HELP = `
 Usage: vztpl pull [REGISTRY/]NAME[@RANGE|@sha256:DIGEST] [options]
@@ -12,11 +12,11 @@ digest while it streams, and extracts each layer once, safely. Concurrent pulls 
 Before any layer is fetched, the trust policy is applied: a template whose entry lists keys must
 carry a signature by one of them for this repository and digest (else exit 1, nothing stored);
 the signatures are kept with the cached template, for the checks of later creates.
-${HOST_HELP}
+${HOST_HELP}${CA_FILE_HELP}
 `;
 
 export async function main(argv: string[]): Promise<number> {
-  const args = parseCommandArgs('pull', argv, { ...HOST_OPTIONS }, HELP);
+  const args = parseCommandArgs('pull', argv, { ...HOST_OPTIONS, ...CA_FILE_OPTION }, HELP);
   if (!args) return 0;
   const [target, ...extra] = args.positionals;
   if (!target || extra.length) throw new UsageError(`pull: name one template\n${HELP}`);
@@ -24,7 +24,7 @@ export async function main(argv: string[]): Promise<number> {
   const { store, registry, trustPolicy } = openStore(args.values);
   const { loadTrustPolicy } = await import('../../cache/trust-policy.ts');
   const policy = await loadTrustPolicy(trustPolicy, store.root);
-  const source = await sourceFor(req, registry);
+  const source = await sourceFor(req, registry, args.values['ca-file']);
   const { pull } = await import('../../cache/pull.ts');
   const json = args.values.json;
   const emit = emitter(json);

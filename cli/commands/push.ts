@@ -15,7 +15,7 @@ import { splitLayoutRef } from '../layout-ref.ts';
 import { loadSigningKey, reportSigned, signDigest } from './sign.ts';
 
 const HELP = `
-Usage: vztpl push OCI_DIR[:VERSION] REGISTRY/NAME[:VERSION] [--sign-key FILE] [--no-sbom] [--json]
+Usage: vztpl push OCI_DIR[:VERSION] REGISTRY/NAME[:VERSION] [--sign-key FILE] [--no-sbom] [--ca-file FILE] [--json]
 
 Publishes a built template to a registry (vztpl serve, or any OCI registry). Only the blobs
 the registry lacks are sent. A semver tag is a version: it is immutable, and publishing the
@@ -32,12 +32,15 @@ referrer of the manifest, artifactType ${SPDX_MEDIA_TYPE}; "vztpl sbom" prints i
 too when --sign-key is given. The document is made from the image alone, so a second push of
 the same version finds it there and adds nothing. --no-sbom leaves it out.
 
+An HTTPS registry's certificate is verified against the system's CAs and --ca-file FILE
+(default $VZTPL_CA_FILE), a PEM file of the CA certificates of a private CA.
+
 Example:
   vztpl push out/debian-12-x86_64 127.0.0.1:5000/debian-12-x86_64
 `;
 
 export async function main(argv: string[]): Promise<number> {
-  const args = parseCommandArgs('push', argv, { json: { type: 'boolean', default: false }, 'sign-key': { type: 'string' }, 'no-sbom': { type: 'boolean', default: false } }, HELP);
+  const args = parseCommandArgs('push', argv, { json: { type: 'boolean', default: false }, 'sign-key': { type: 'string' }, 'no-sbom': { type: 'boolean', default: false }, 'ca-file': { type: 'string' } }, HELP);
   if (!args) return 0;
   const [source, target, ...extra] = args.positionals;
   if (!source || !target || extra.length) throw new UsageError(`push: give a layout directory and a destination\n${HELP}`);
@@ -51,7 +54,7 @@ export async function main(argv: string[]): Promise<number> {
   if (!version) throw new UsageError(`push: ${target} names no version and the template has none`);
   // a bad key file or password stops the push before anything is sent
   const signKey = args.values['sign-key'] === undefined ? undefined : await loadSigningKey(args.values['sign-key']);
-  const client = new RegistryClient(dest.registry, { credentials: () => findCredentials(dest.registry) });
+  const client = new RegistryClient(dest.registry, { credentials: () => findCredentials(dest.registry), caFile: args.values['ca-file'] });
   const emit = (event: Record<string, unknown>) => {
     if (args.values.json) process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...event })}\n`);
   };
