@@ -225,7 +225,8 @@ function bootstrapEntry(blobDigest: string | undefined): { meta: StepMeta; tree:
     if (!existsSync(file)) continue;
     const meta = JSON.parse(readFileSync(file, 'utf8')) as StepMeta;
     if (meta.treeKind !== 'rootfs' || !meta.diffId) continue;
-    found.push({ meta, tree: join(steps, key, 'tree'), mtime: statSync(file).mtimeMs });
+    // step.json names its tree dir once a --no-cache build replaced the entry (builder/step-cache.ts).
+    found.push({ meta, tree: join(steps, key, (meta as { treeDir?: string }).treeDir ?? 'tree'), mtime: statSync(file).mtimeMs });
   }
   const chosen = found.find((f) => blobDigest && f.meta.blobs.zstd?.digest === blobDigest) ?? found.sort((a, b) => b.mtime - a.mtime)[0];
   if (!chosen) throw new Error(`no cached bootstrap layer in ${steps}: run the cold section first`);

@@ -22,8 +22,8 @@ function defaultTree(): { tree: string; epoch: number } {
   for (const key of existsSync(steps) ? readdirSync(steps) : []) {
     const file = join(steps, key, 'step.json');
     if (!existsSync(file)) continue;
-    const meta = JSON.parse(readFileSync(file, 'utf8')) as { treeKind: string; history: { created: string } };
-    if (meta.treeKind === 'rootfs') return { tree: join(steps, key, 'tree'), epoch: Math.floor(Date.parse(meta.history.created) / 1000) };
+    const meta = JSON.parse(readFileSync(file, 'utf8')) as { treeKind: string; treeDir?: string; history: { created: string } };
+    if (meta.treeKind === 'rootfs') return { tree: join(steps, key, meta.treeDir ?? 'tree'), epoch: Math.floor(Date.parse(meta.history.created) / 1000) };
   }
   throw new Error('no bootstrap tree: run node bench/build.ts first or give TREE');
 }
