@@ -1,10 +1,11 @@
 // TLS on the registry, end to end with a throwaway CA made by openssl here: `vztpl serve` over
 // HTTPS (certificate from flags, the config file or VZTPL_TLS_*), the token realm on https,
-// skopeo and podman pushing and pulling with the CA in a --cert-dir, vztpl login/push/pull with
-// --ca-file or VZTPL_CA_FILE, clients without the CA refused with a clear message (exit 5, no
-// stack), the certificate renewed without a restart (a file change alone, and SIGHUP), a bad
-// renewal logged while the old certificate stays, and bad certificate files refused at start
-// (exit 2 naming the files). Servers listen on 127.0.0.1 only and are killed by pid.
+// skopeo and podman pushing and pulling with the CA in a --cert-dir, vztpl login, push, pull and
+// (as root) create with --ca-file or VZTPL_CA_FILE, clients without the CA refused with a clear
+// message (exit 5, no stack), the certificate renewed without a restart (a file change alone,
+// and SIGHUP), a bad renewal logged while the old certificate stays, and bad certificate files
+// refused at start (exit 2 naming the files). Servers listen on 127.0.0.1 only and are killed
+// by pid.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
@@ -14,6 +15,7 @@ import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { isLoopback } from '../../cli/commands/serve.ts';
 import { hashPassword } from '../../registry/auth/password.ts';
 import { serializeUsers } from '../../registry/auth/users.ts';
 import { CLI, cliEnv, execOk, freePort, makeSmallLayout, NODE, parseJsonLines, run, spawnCli, type SmallLayout, type Spawned } from '../helpers/registry-env.ts';
@@ -213,7 +215,7 @@ describe('vztpl serve over HTTPS', () => {
     expect(String(viaName.headers['www-authenticate'])).toContain(`realm="https://localhost:${port}/token"`);
   });
 
-  it('vztpl login, push and pull with --ca-file / VZTPL_CA_FILE; without the CA each is refused naming the host and why', async () => {
+  it('vztpl login, push, pull and create with --ca-file / VZTPL_CA_FILE; without the CA each is refused naming the host and why', async () => {
     const env = { REGISTRY_AUTH_FILE: authFile };
     const base = `https://127.0.0.1:${port}`;
     // login goes through the token realm: over https, verified with the CA file
@@ -248,8 +250,11 @@ describe('vztpl serve over HTTPS', () => {
     expect(noCa.code, noCa.stderr).toBe(5);
     expectCleanError(noCa.stderr);
     expect(noCa.stderr).toContain(`the TLS certificate of 127.0.0.1:${port} is not trusted`);
-    const push = await cli(['push', layout.dir, target, '--json'], { ...env, VZTPL_CA_FILE: ca.crt });
+    const push = await cli(['push', layout.dir, target, '--json', '--ca-file', ca.crt], env);
     expect(push.code, push.stderr).toBe(0);
+    // VZTPL_CA_FILE does the same, for a second version
+    const pushEnv = await cli(['push', layout.dir, `${base}/acme/debian-12-tls:1.0.1`], { ...env, VZTPL_CA_FILE: ca.crt });
+    expect(pushEnv.code, pushEnv.stderr).toBe(0);
 
     // the host side: pull into a store over https, trusting the CA through VZTPL_CA_FILE
     const root = join(work, 'host-store');
@@ -257,9 +262,24 @@ describe('vztpl serve over HTTPS', () => {
     expect(pullNoCa.code).toBe(5);
     expectCleanError(pullNoCa.stderr);
     expect(pullNoCa.stderr).toContain(`the TLS certificate of 127.0.0.1:${port} is not trusted`);
-    const pull = await cli(['pull', `${base}/acme/debian-12-tls@1.0.0`, '--root', root, '--json'], { ...env, VZTPL_HOST_CONFIG: '/nonexistent/host.yaml', VZTPL_CA_FILE: ca.crt });
+    const hostEnv = { ...env, VZTPL_HOST_CONFIG: '/nonexistent/host.yaml' };
+    const pull = await cli(['pull', `${base}/acme/debian-12-tls@1.0.0`, '--root', root, '--json', '--ca-file', ca.crt], hostEnv);
     expect(pull.code, pull.stderr).toBe(0);
     expect(parseJsonLines(pull.stdout).find((e) => e.event === 'pulled')).toMatchObject({ name: 'acme/debian-12-tls', version: '1.0.0', digest: layout.manifest.digest });
+    const pullEnv = await cli(['pull', `${base}/acme/debian-12-tls@1.0.1`, '--root', join(work, 'host-store-env'), '--json'], { ...hostEnv, VZTPL_CA_FILE: ca.crt });
+    expect(pullEnv.code, pullEnv.stderr).toBe(0);
+    if (isRoot) {
+      // create on a host that has nothing cached: it pulls over https first
+      const fresh = join(work, 'host-store-create');
+      const refusedCreate = await cli(['create', '101', '--ostemplate', `${base}/acme/debian-12-tls@1.0.0`, '--layout', 'copy', '--root', fresh], hostEnv);
+      expect(refusedCreate.code).toBe(5);
+      expectCleanError(refusedCreate.stderr);
+      expect(refusedCreate.stderr).toContain(`the TLS certificate of 127.0.0.1:${port} is not trusted`);
+      const create = await cli(['create', '101', '--ostemplate', `${base}/acme/debian-12-tls@1.0.0`, '--layout', 'copy', '--root', fresh, '--ca-file', ca.crt], hostEnv);
+      expect(create.code, create.stderr).toBe(0);
+      const destroy = await cli(['destroy', '101', '--root', fresh], hostEnv);
+      expect(destroy.code, destroy.stderr).toBe(0);
+    }
   }, 180_000);
 
   it.skipIf(!haveSkopeo)('skopeo pushes and pulls with the CA in --dest-cert-dir/--src-cert-dir, and refuses without it', async () => {
@@ -420,4 +440,9 @@ describe('bad certificate files at start', () => {
       expect(r.stderr).not.toMatch(/internal error|\n\s+at /);
     }
   }, 60_000);
+});
+
+it('plain HTTP is only warned about off loopback: which listen hosts are loopback', () => {
+  for (const h of ['127.0.0.1', '127.1.2.3', '::1', 'localhost', '::ffff:127.0.0.1']) expect(isLoopback(h), h).toBe(true);
+  for (const h of ['0.0.0.0', '::', '10.0.0.5', 'registry.example.net', '128.0.0.1']) expect(isLoopback(h), h).toBe(false);
 });
