@@ -7,7 +7,6 @@
 //
 // A connection that fails TLS verification becomes a CertificateError naming the registry's
 // host and the reason, with what to do about it (exit 5, as any unreachable registry).
-import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { SecureContext } from 'node:tls';
 import { ExitCode, UsageError, VztplError } from '../common/errors.ts';
@@ -36,6 +35,8 @@ export async function loadCaFile(file: string): Promise<string[]> {
   }
   const certs = text.match(PEM_CERT) ?? [];
   if (!certs.length) throw new UsageError(`CA file ${file}: not a PEM file of CA certificates (no "-----BEGIN CERTIFICATE-----" block)`);
+  // loaded here, not with the client: a create from the cache loads no crypto
+  const { X509Certificate } = await import('node:crypto');
   for (const [i, pem] of certs.entries()) {
     try {
       new X509Certificate(pem);
