@@ -59,6 +59,9 @@ export async function catalogRoutes(app: FastifyInstance, opts: CatalogOptions):
       case 'versions': {
         const versions = await catalog.versions(name);
         if (!versions.length) throw new OciError('NAME_UNKNOWN', `no template named ${name}`);
+        // Each version's signatures and SBOM cost a few reads (round trips on S3): listed with
+        // ?trust=true; hosts resolving a digest here read the records alone.
+        if (q.trust !== 'true') return { name, versions: versions.map(summary) };
         return { name, versions: (await catalog.withTrust(versions)).map(summary) };
       }
       case 'version': {

@@ -191,9 +191,13 @@ describe('SBOM beside every version', () => {
       sbom: { digest: sbomDigest, signed: true, signatures: { tag: signatureTag(sbomDigest), count: 1, matching: 1 } },
     });
     expect(version.signatures.signatures[0]).not.toHaveProperty('keys');
-    // the versions list and the template summary carry the same fields
-    const list = (await req(base, 'GET', `/api/v1/templates/${repo}/versions`)).json() as { versions: Array<Record<string, any>> };
+    // the versions list with ?trust=true, and the template summary, carry the same fields; the
+    // plain list (what hosts read) stays the records alone
+    const list = (await req(base, 'GET', `/api/v1/templates/${repo}/versions?trust=true`)).json() as { versions: Array<Record<string, any>> };
     expect(list.versions[0]).toMatchObject({ version: '1.0.0', signed: true, signatures: { count: 1 }, sbom: { digest: sbomDigest } });
+    const plain = (await req(base, 'GET', `/api/v1/templates/${repo}/versions`)).json() as { versions: Array<Record<string, any>> };
+    expect(plain.versions[0]).toMatchObject({ version: '1.0.0', digest: layout.manifest.digest });
+    expect(plain.versions[0]).not.toHaveProperty('signed');
     expect((await req(base, 'GET', `/api/v1/templates/${repo}`)).json()).toMatchObject({ latest: '1.0.0', signed: true, sbom: { digest: sbomDigest } });
 
     // pushing and signing again: a signature by this key is there, none is added
