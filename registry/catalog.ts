@@ -311,6 +311,8 @@ export interface SignatureSummary {
   /** Of those, the ones whose payload names this version (digest and repository). */
   matching: number;
   signatures: SignatureFacts[];
+  /** Why the signature manifest could not be read (not JSON, not an image manifest, too large). */
+  problem?: string;
 }
 
 export interface SbomLink {
@@ -354,8 +356,9 @@ export async function signatureSummary(registry: Registry, repo: string, digest:
   let layers;
   try {
     layers = parseSignatureManifest(stored.bytes, stored.mediaType, `${repo}:${tag}`);
-  } catch {
-    return { tag, digest: stored.digest, count: 0, matching: 0, signatures: [] };
+  } catch (err) {
+    if (!(err instanceof SignatureFormatError)) throw err;
+    return { tag, digest: stored.digest, count: 0, matching: 0, signatures: [], problem: err.message };
   }
   const signatures: SignatureFacts[] = [];
   for (const [i, layer] of layers.entries()) {
