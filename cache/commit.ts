@@ -47,10 +47,12 @@ export interface CommitResult {
 
 /**
  * A layer's entries without the container's identity files, and without the directories that
- * overlayfs copied up only to hold them (nothing left under them, owner and mode as below).
+ * hold only them (/etc when nothing else in it changed: nothing left under it in this layer,
+ * owner and mode as below). Other directories stay even when only their times changed.
  */
 function withoutIdentity(entries: LayerEntry[], lowers: readonly string[]): LayerEntry[] {
   const kept = entries.filter((e) => !IDENTITY.has(e.path));
+  const holders = new Set([...IDENTITY].flatMap((p) => p.split('/').slice(0, -1).map((_, i, parts) => parts.slice(0, i + 1).join('/'))));
   const needed = new Set<string>();
   const mark = (path: string) => {
     for (let d = path; d.includes('/'); ) needed.add((d = d.slice(0, d.lastIndexOf('/'))));
@@ -67,7 +69,7 @@ function withoutIdentity(entries: LayerEntry[], lowers: readonly string[]): Laye
   const dirs = kept.filter((e) => e.type === 'dir').sort((a, b) => b.path.split('/').length - a.path.split('/').length);
   const dropped = new Set<string>();
   for (const d of dirs) {
-    if (needed.has(d.path) || !unchanged(d)) mark(d.path);
+    if (!holders.has(d.path) || needed.has(d.path) || !unchanged(d)) mark(d.path);
     else dropped.add(d.path);
   }
   return kept.filter((e) => !dropped.has(e.path));

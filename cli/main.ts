@@ -31,6 +31,7 @@ const COMMANDS: Record<string, Command> = {
   snapshot: { summary: "freeze a container's changes as a snapshot (snapshot delete CTID NAME merges one away)", load: () => import('./commands/snapshot.ts') },
   snapshots: { summary: "list a container's snapshots", load: () => import('./commands/snapshots.ts') },
   rollback: { summary: 'return a container to one of its snapshots', load: () => import('./commands/rollback.ts') },
+  commit: { summary: 'turn a container into a new template version (its changes as layers above the template)', load: () => import('./commands/commit.ts') },
   cache: { summary: 'cache prune [--max-size SIZE]: drop least recently used templates', load: () => import('./commands/cache.ts') },
   export: { summary: 'flatten a template into one tarball for existing hosts (.tar.gz, .tar.xz, .tar.zst)', load: () => import('./commands/export.ts') },
   key: { summary: 'key generate PREFIX: a cosign key pair (PREFIX.key encrypted, PREFIX.pub) for signing templates', load: () => import('./commands/key.ts') },

@@ -257,6 +257,21 @@ export class RegistryClient {
     return res.status === 200;
   }
 
+  /**
+   * Mounts a blob the registry keeps in another repository (OCI cross-repository mount): true
+   * when it did, false when the registry started an ordinary upload instead (the blob is not in
+   * `from`, or the caller may not read it), which is cancelled.
+   */
+  async mountBlob(repo: string, digest: Digest, from: string): Promise<boolean> {
+    const query = new URLSearchParams({ mount: digest, from });
+    const res = await this.request('POST', `/v2/${repo}/blobs/uploads/?${query}`, { what: `mount of ${digest} from ${from}`, ok: [201, 202], repo });
+    await res.body?.cancel();
+    if (res.status === 201) return true;
+    const location = res.headers.get('location');
+    if (location) await this.request('DELETE', new URL(location, this.base).toString(), { what: `cancel of the upload of ${digest}`, ok: [204, 404], repo }).catch(() => undefined);
+    return false;
+  }
+
   /** Uploads a file as a blob in one streamed PUT. */
   async pushBlobFile(repo: string, digest: Digest, file: string): Promise<void> {
     const start = await this.request('POST', `/v2/${repo}/blobs/uploads/`, { what: `start upload of ${digest}`, ok: [202], repo });

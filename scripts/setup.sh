@@ -19,6 +19,8 @@ APT_PACKAGES=(
   # ceph, ceph-authtool and radosgw-admin CLIs
   radosgw ceph-mon ceph-osd ceph-common
   ca-certificates curl
+  # tests: a throwaway CA for the TLS tests
+  openssl
 )
 
 missing=()

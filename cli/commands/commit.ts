@@ -3,7 +3,7 @@ import { UsageError } from '../../common/errors.ts';
 import { formatBytes } from '../../common/progress.ts';
 import { splitReference, splitRegistry } from '../../format/reference.ts';
 import { parseCommandArgs } from '../args.ts';
-import { HOST_HELP, HOST_OPTIONS, openStore } from '../host.ts';
+import { CA_FILE_OPTION, HOST_HELP, HOST_OPTIONS, openStore } from '../host.ts';
 
 const HELP = `
 Usage: vztpl commit CTID REGISTRY/NAME:VERSION [--sign-key FILE]
@@ -20,11 +20,12 @@ Options:
       --out DIR          write an OCI image layout, push nothing
       --sign-key FILE    sign the pushed version (as vztpl push --sign-key)
       --compression C    zstd (default) or gzip
+      --ca-file FILE     CA certificates for an HTTPS registry (default $VZTPL_CA_FILE)
 ${HOST_HELP}
 `;
 
 export async function main(argv: string[]): Promise<number> {
-  const args = parseCommandArgs('commit', argv, { ...HOST_OPTIONS, out: { type: 'string' }, 'sign-key': { type: 'string' }, compression: { type: 'string', default: 'zstd' } }, HELP);
+  const args = parseCommandArgs('commit', argv, { ...HOST_OPTIONS, ...CA_FILE_OPTION, out: { type: 'string' }, 'sign-key': { type: 'string' }, compression: { type: 'string', default: 'zstd' } }, HELP);
   if (!args) return 0;
   const [ctid, target, ...extra] = args.positionals;
   if (!ctid || !target || extra.length) throw new UsageError(`commit: name a CTID and the version to make\n${HELP}`);
@@ -47,9 +48,20 @@ export async function main(argv: string[]): Promise<number> {
       if (!args.values.json) process.stdout.write(`${out} ${result.manifestDigest}\n`);
       return 0;
     }
-    // Published as any built template is: the same push (only missing blobs, signing).
+    // Published as any built template is: the same push (only missing blobs, signing). The
+    // template's layers are mounted from its own repository when it is on the same registry.
+    const { readContainer } = await import('../../cache/containers.ts');
+    const from = (await readContainer(store, ctid)).template;
+    const sameRegistry = registry !== undefined && !from.source.startsWith('oci:') && new URL(from.source).host === new URL(registry).host;
     const push = await import('./push.ts');
-    return await push.main([out, target, ...(args.values.json ? ['--json'] : []), ...(args.values['sign-key'] ? ['--sign-key', args.values['sign-key']] : [])]);
+    return await push.main([
+      out,
+      target,
+      ...(sameRegistry ? ['--mount-from', from.name] : []),
+      ...(args.values.json ? ['--json'] : []),
+      ...(args.values['sign-key'] ? ['--sign-key', args.values['sign-key']] : []),
+      ...(args.values['ca-file'] ? ['--ca-file', args.values['ca-file']] : []),
+    ]);
   } finally {
     if (!args.values.out) {
       const { rm } = await import('node:fs/promises');

@@ -15,7 +15,8 @@ import { splitLayoutRef } from '../layout-ref.ts';
 import { loadSigningKey, reportSigned, signDigest } from './sign.ts';
 
 const HELP = `
-Usage: vztpl push OCI_DIR[:VERSION] REGISTRY/NAME[:VERSION] [--sign-key FILE] [--no-sbom] [--ca-file FILE] [--json]
+Usage: vztpl push OCI_DIR[:VERSION] REGISTRY/NAME[:VERSION] [--sign-key FILE] [--no-sbom] [--ca-file FILE]
+                  [--mount-from REPO]... [--json]
 
 Publishes a built template to a registry (vztpl serve, or any OCI registry). Only the blobs
 the registry lacks are sent. A semver tag is a version: it is immutable, and publishing the
@@ -32,6 +33,9 @@ referrer of the manifest, artifactType ${SPDX_MEDIA_TYPE}; "vztpl sbom" prints i
 too when --sign-key is given. The document is made from the image alone, so a second push of
 the same version finds it there and adds nothing. --no-sbom leaves it out.
 
+--mount-from REPO: blobs the registry keeps in repository REPO (a template this one is built
+on) are mounted from there, not sent (OCI cross-repository mount); may be given more than once.
+
 An HTTPS registry's certificate is verified against the system's CAs and --ca-file FILE
 (default $VZTPL_CA_FILE), a PEM file of the CA certificates of a private CA.
 
@@ -40,7 +44,12 @@ Example:
 `;
 
 export async function main(argv: string[]): Promise<number> {
-  const args = parseCommandArgs('push', argv, { json: { type: 'boolean', default: false }, 'sign-key': { type: 'string' }, 'no-sbom': { type: 'boolean', default: false }, 'ca-file': { type: 'string' } }, HELP);
+  const args = parseCommandArgs(
+    'push',
+    argv,
+    { json: { type: 'boolean', default: false }, 'sign-key': { type: 'string' }, 'no-sbom': { type: 'boolean', default: false }, 'ca-file': { type: 'string' }, 'mount-from': { type: 'string', multiple: true } },
+    HELP,
+  );
   if (!args) return 0;
   const [source, target, ...extra] = args.positionals;
   if (!source || !target || extra.length) throw new UsageError(`push: give a layout directory and a destination\n${HELP}`);
@@ -64,6 +73,18 @@ export async function main(argv: string[]): Promise<number> {
     if (await client.hasBlob(dest.repository, blob.digest)) {
       skipped++;
       emit({ event: 'blob-exists', digest: blob.digest, size: blob.size });
+      continue;
+    }
+    let mounted: string | undefined;
+    for (const from of args.values['mount-from'] ?? []) {
+      if (await client.mountBlob(dest.repository, blob.digest, from)) {
+        mounted = from;
+        break;
+      }
+    }
+    if (mounted) {
+      skipped++;
+      emit({ event: 'blob-mounted', digest: blob.digest, size: blob.size, from: mounted });
       continue;
     }
     await client.pushBlobFile(dest.repository, blob.digest, layout.blobPath(blob.digest));
