@@ -16,7 +16,7 @@ import { readDpkgStatus } from '../format/packages/dpkg.ts';
 import { rpmPackageLock } from '../format/packages/rpm.ts';
 import { packLayer, type PackedLayer } from '../format/tar/pack.ts';
 import { walkLayer, type LayerEntry } from '../format/tar/walk.ts';
-import { containerPaths, mountRoot, readContainer } from './containers.ts';
+import { containerPaths, mountRoot, readContainer, snapshotPath } from './containers.ts';
 import { runningProcesses } from './snapshots.ts';
 import type { Store } from './store.ts';
 
@@ -112,7 +112,7 @@ export async function commitContainer(opts: CommitOptions): Promise<CommitResult
     await mkdir(work, { recursive: true });
     const layersDir = join(store.root, 'layers', 'sha256');
     const below = record.layers.map((d) => join(layersDir, d.slice(7)));
-    const trees = [...(record.snapshots ?? []).map((s) => ({ from: `snapshot ${s.name}`, dir: join(p.dir, s.dir) })), { from: 'live changes', dir: join(p.dir, record.upper ?? 'upper') }];
+    const trees = [...(record.snapshots ?? []).map((s) => ({ from: `snapshot ${s.name}`, dir: snapshotPath(store, ctid, s) })), { from: 'live changes', dir: join(p.dir, record.upper ?? 'upper') }];
     const packed: Array<PackedLayer & { from: string; file: string }> = [];
     for (const [i, tree] of trees.entries()) {
       const entries = withoutIdentity(await walkLayer(tree.dir, { kind: 'upper', epoch, lowers: [...below].reverse() }), [...below].reverse());

@@ -36,9 +36,32 @@ export interface ContainerRecord {
 
 export interface SnapshotRecord {
   name: string;
-  /** The frozen tree's directory name in the container's dir. */
-  dir: string;
+  /** The frozen tree's directory name in the container's dir (or else `layer`). */
+  dir?: string;
+  /** A restored snapshot: a read-only layer dir of the store, by diff_id (cache/backup.ts). */
+  layer?: Digest;
   created: string;
+  /** How a backup packed this (immutable) tree: its digest is asked of the registry, not packed again. */
+  packed?: PackedSnapshot;
+}
+
+export interface PackedSnapshot {
+  digest: Digest;
+  diffId: Digest;
+  size: number;
+  mediaType: string;
+}
+
+/** Where a snapshot's tree is: its dir in the container's dir, or its layer dir in the store. */
+export function snapshotPath(store: Store, ctid: string, snapshot: SnapshotRecord): string {
+  if (snapshot.layer) return store.layerDir(snapshot.layer);
+  if (!snapshot.dir) throw new VztplError(`snapshot ${snapshot.name} of container ${ctid} names neither a directory nor a layer`);
+  return join(paths(store, ctid).dir, snapshot.dir);
+}
+
+/** The store layers a container's stack needs: its template's, and those of restored snapshots. */
+export function stackLayers(record: ContainerRecord): Digest[] {
+  return [...record.layers, ...(record.snapshots ?? []).flatMap((s) => (s.layer ? [s.layer] : []))];
 }
 
 const CTID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -219,7 +242,8 @@ export function overlaySpec(store: Store, record: ContainerRecord): OverlaySpec 
   return {
     layersDir: join(store.root, 'layers', 'sha256'),
     layers: record.layers,
-    snapshots: (record.snapshots ?? []).map((sn) => join(p.dir, sn.dir)),
+    // A restored snapshot's store layer by its name there (mount runs in layersDir), as the template's.
+    snapshots: (record.snapshots ?? []).map((sn) => (sn.layer ? digestHex(sn.layer) : snapshotPath(store, record.ctid, sn))),
     upper: join(p.dir, record.upper ?? 'upper'),
     work: p.work,
     target: p.rootfs,
@@ -329,7 +353,7 @@ export async function destroyContainer(store: Store, ctid: string): Promise<void
 }
 
 /** Unmounts and removes a container; the caller holds its lock. */
-function removeContainer(store: Store, ctid: string): void {
+export function removeContainer(store: Store, ctid: string): void {
   const p = paths(store, ctid);
   if (isMounted(p.rootfs)) unmount(p.rootfs);
   // Renamed away first, so a half-removed container is never listed; a killed destroy leaves

@@ -3,7 +3,7 @@
 import { readdir, rm, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Digest } from '../format/digest.ts';
-import { listContainers } from './containers.ts';
+import { listContainers, stackLayers } from './containers.ts';
 import { liveHolds, whilePruning } from './holds.ts';
 import type { Store, TemplateRef } from './store.ts';
 
@@ -58,7 +58,7 @@ async function pruneHeld(store: Store, maxBytes: number): Promise<PruneReport> {
   await sweepLeftovers(store);
   const held = liveHolds(store);
   const containers = await listContainers(store);
-  const pinned = new Set([...containers.flatMap((c) => c.layers), ...held.layers]);
+  const pinned = new Set([...containers.flatMap((c) => stackLayers(c)), ...held.layers]);
   // A template is in use while a container was made from it or a create holds its manifest.
   const inUse = new Set([...containers.map((c) => c.template.manifestDigest), ...held.blobs]);
   let refs = await store.refs();

@@ -177,7 +177,7 @@ async function readAll(stream: AsyncIterable<Buffer>): Promise<Buffer> {
 }
 
 /** Downloads and extracts one layer unless another process does (or did) it. Returns bytes fetched. */
-async function fetchLayer(store: Store, source: TemplateSource, name: string, layer: LayerRecord, emit: (e: PullEvent) => void, signal?: AbortSignal): Promise<number> {
+export async function fetchLayer(store: Store, source: TemplateSource, name: string, layer: LayerRecord, emit: (e: PullEvent) => void, signal?: AbortSignal): Promise<number> {
   const lock = await acquire(store.lockPath(`layer-${layer.diffId.slice(7)}`), { ready: () => store.hasLayer(layer.diffId), signal });
   if (!lock) {
     emit({ event: 'layer-done', digest: layer.digest, size: layer.size, shared: true });

@@ -14,12 +14,12 @@ import { lockExclusive } from '../common/lock.ts';
 import { pidAlive } from '../common/pids.ts';
 import { spawnQuiet } from '../common/spawn.ts';
 import { readXattrs } from '../format/tar/xattrs.ts';
-import { containerPaths, mountRoot, readContainer, type ContainerRecord, type SnapshotRecord } from './containers.ts';
+import { containerPaths, mountRoot, readContainer, snapshotPath, type ContainerRecord, type SnapshotRecord } from './containers.ts';
 import { isMounted, unmount } from './mounts.ts';
 import { restoreXattrs, xattrDump } from './set-xattrs.ts';
 import type { Store } from './store.ts';
 
-const SNAPSHOT_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+export const SNAPSHOT_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 /** Directories of a container's stack: the first upper ('upper'), later ones, merge results. */
 const TREE_DIR = /^(upper(-[0-9a-f]{12})?|merge-[0-9a-f]{12})$/;
 const RUNC_ROOT = '/run/runc';
@@ -58,7 +58,7 @@ export function runningProcesses(ctid: string): number[] {
 }
 
 /** The record written whole: a temporary file renamed over container.json. */
-function commitRecord(store: Store, record: ContainerRecord): void {
+export function commitRecord(store: Store, record: ContainerRecord): void {
   const path = containerPaths(store, record.ctid).record;
   const tmp = `${path}.tmp-${process.pid}`;
   fs.writeFileSync(tmp, JSON.stringify(record, null, 1));
@@ -68,7 +68,7 @@ function commitRecord(store: Store, record: ContainerRecord): void {
 /** Stack directories the record does not name: an interrupted operation's, or replaced ones. */
 function sweepTrees(store: Store, record: ContainerRecord): void {
   const dir = containerPaths(store, record.ctid).dir;
-  const named = new Set([record.upper ?? 'upper', ...(record.snapshots ?? []).map((s) => s.dir)]);
+  const named = new Set([record.upper ?? 'upper', ...(record.snapshots ?? []).flatMap((s) => (s.dir ? [s.dir] : []))]);
   for (const name of namesIn(dir)) {
     if ((TREE_DIR.test(name) && !named.has(name)) || /^container\.json\.tmp-\d+$/.test(name)) fs.rmSync(join(dir, name), { recursive: true, force: true });
   }
@@ -79,8 +79,8 @@ function sweepTrees(store: Store, record: ContainerRecord): void {
  * directories and returns the new record, which is committed; then leftovers go and the root
  * is mounted again if it was.
  */
-async function changeStack<T>(store: Store, ctid: string, what: string, change: (record: ContainerRecord) => Promise<{ record: ContainerRecord; result: T }>): Promise<T> {
-  const lock = await lockExclusive(store.lockPath(`ct-${ctid}`));
+async function changeStack<T>(store: Store, ctid: string, what: string, change: (record: ContainerRecord) => Promise<{ record: ContainerRecord; result: T }>, opts: Locked = {}): Promise<T> {
+  const lock = opts.locked ? undefined : await lockExclusive(store.lockPath(`ct-${ctid}`));
   try {
     const record = await readContainer(store, ctid);
     if (record.layout !== 'overlay') throw new UsageError(`${what}: container ${ctid} has the ${record.layout} layout; snapshots need the overlay layout`);
@@ -96,8 +96,13 @@ async function changeStack<T>(store: Store, ctid: string, what: string, change: 
     if (wasMounted) await mountRoot(store, next);
     return result;
   } finally {
-    lock.release();
+    lock?.release();
   }
+}
+
+/** For callers that hold the container's lock already (backup, move). */
+export interface Locked {
+  locked?: boolean;
 }
 
 function newUpper(store: Store, ctid: string): string {
@@ -116,16 +121,16 @@ function findSnapshot(record: ContainerRecord, name: string, what: string): numb
 }
 
 /** Freezes the live upper dir as the newest snapshot and starts an empty one above it. */
-export async function snapshotContainer(store: Store, ctid: string, name?: string): Promise<SnapshotRecord> {
+export async function snapshotContainer(store: Store, ctid: string, name?: string, opts: Locked = {}): Promise<SnapshotRecord> {
   if (name !== undefined && !SNAPSHOT_NAME.test(name)) throw new UsageError(`snapshot: invalid name ${JSON.stringify(name)}: letters, digits, '.', '_', '-' (64 at most)`);
-  return changeStack(store, ctid, 'snapshot', async (record) => {
+  return changeStack(store, ctid, opts.locked ? 'backup' : 'snapshot', async (record) => {
     const snapshots = record.snapshots ?? [];
     let chosen = name;
     for (let n = snapshots.length + 1; !chosen; n++) if (!snapshots.some((s) => s.name === `snap${n}`)) chosen = `snap${n}`;
     if (snapshots.some((s) => s.name === chosen)) throw new VztplError(`snapshot: container ${ctid} already has a snapshot ${JSON.stringify(chosen)}`, ExitCode.conflict);
     const snapshot: SnapshotRecord = { name: chosen, dir: record.upper ?? 'upper', created: new Date().toISOString() };
     return { record: { ...record, snapshots: [...snapshots, snapshot], upper: newUpper(store, ctid) }, result: snapshot };
-  });
+  }, opts);
 }
 
 /** Drops the snapshots above `name` and the live changes: the container is as it was then. */
@@ -145,9 +150,11 @@ export async function deleteSnapshot(store: Store, ctid: string, name: string): 
     const dir = containerPaths(store, ctid).dir;
     const above = snapshots[i + 1];
     const merged = `merge-${randomHex(6)}`;
-    await mergeTrees(join(dir, snapshots[i]!.dir), join(dir, above?.dir ?? record.upper ?? 'upper'), join(dir, merged));
+    // A restored snapshot (a store layer) is only read: the merge is a new tree in the container.
+    await mergeTrees(snapshotPath(store, ctid, snapshots[i]!), above ? snapshotPath(store, ctid, above) : join(dir, record.upper ?? 'upper'), join(dir, merged));
     const rest = snapshots.filter((_, k) => k !== i);
-    if (above) return { record: { ...record, snapshots: rest.map((s) => (s === above ? { ...s, dir: merged } : s)) }, result: { mergedInto: above.name } };
+    const mergedSnapshot = (s: SnapshotRecord): SnapshotRecord => ({ name: s.name, dir: merged, created: s.created });
+    if (above) return { record: { ...record, snapshots: rest.map((s) => (s === above ? mergedSnapshot(s) : s)) }, result: { mergedInto: above.name } };
     return { record: { ...record, snapshots: rest, upper: merged }, result: { mergedInto: 'the live changes' } };
   });
 }
@@ -155,8 +162,7 @@ export async function deleteSnapshot(store: Store, ctid: string, name: string): 
 /** The container's snapshots with what each holds. */
 export async function listSnapshots(store: Store, ctid: string): Promise<SnapshotInfo[]> {
   const record = await readContainer(store, ctid);
-  const dir = containerPaths(store, ctid).dir;
-  return (record.snapshots ?? []).map((s) => ({ ...s, ...treeSize(join(dir, s.dir)) }));
+  return (record.snapshots ?? []).map((s) => ({ ...s, ...treeSize(snapshotPath(store, ctid, s)) }));
 }
 
 function treeSize(root: string): { bytes: number; entries: number } {

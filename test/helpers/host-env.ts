@@ -100,8 +100,10 @@ export interface HostRegistry {
   /** 127.0.0.1:PORT, as --registry and template names take it. */
   host: string;
   port: number;
-  /** Every request received, in order (method and URL). */
-  requests: Array<{ method: string; url: string }>;
+  /** Every request received, in order (method, URL, and the body's declared length). */
+  requests: Array<{ method: string; url: string; bytes?: number }>;
+  /** Bytes of blob uploads (PUT/PATCH/POST bodies under /blobs/uploads/) since `from` (an index into requests). */
+  uploadedBytes(from?: number): number;
   /** GET requests of a blob (in any repository) since the start, or since `from` (an index into requests). */
   blobGets(digest: string, from?: number): number;
   /** Blob reads are slowed to this many bytes per second while set. */
@@ -148,7 +150,7 @@ function throttlingDriver(inner: StorageDriver, rate: () => number | undefined):
 /** The vztpl registry (buildServer, fs driver over `dataDir`) on 127.0.0.1, port 0 or `port`. */
 export async function startHostRegistry(dataDir: string): Promise<HostRegistry> {
   await mkdir(dataDir, { recursive: true });
-  const requests: Array<{ method: string; url: string }> = [];
+  const requests: Array<{ method: string; url: string; bytes?: number }> = [];
   const throttle: { bytesPerSecond?: number } = {};
   let app: FastifyInstance | undefined;
   let port = 0;
@@ -158,7 +160,10 @@ export async function startHostRegistry(dataDir: string): Promise<HostRegistry> 
     await built.app.listen({ host: '127.0.0.1', port });
     port = (built.app.server.address() as AddressInfo).port;
     // The raw server's event sees every request, whatever the routes' hooks.
-    built.app.server.on('request', (req: IncomingMessage) => requests.push({ method: req.method ?? '', url: req.url ?? '' }));
+    built.app.server.on('request', (req: IncomingMessage) => {
+      const length = Number(req.headers['content-length']);
+      requests.push({ method: req.method ?? '', url: req.url ?? '', ...(Number.isFinite(length) && length > 0 ? { bytes: length } : {}) });
+    });
     app = built.app;
   };
   await start();
@@ -168,6 +173,7 @@ export async function startHostRegistry(dataDir: string): Promise<HostRegistry> 
     port,
     requests,
     throttle,
+    uploadedBytes: (from = 0) => requests.slice(from).filter((r) => r.method !== 'GET' && r.method !== 'HEAD' && r.url.includes('/blobs/uploads/')).reduce((n, r) => n + (r.bytes ?? 0), 0),
     blobGets: (digest, from = 0) => requests.slice(from).filter((r) => r.method === 'GET' && r.url.includes(`/blobs/${digest}`)).length,
     running: () => app !== undefined,
     stop: async () => {
