@@ -14,6 +14,7 @@
 // provisioning path) would pay the fs/promises module load. Bulk data (layer blobs, extraction)
 // streams elsewhere.
 import { fs } from '../common/builtins.ts';
+import { ExitCode, VztplError } from '../common/errors.ts';
 import { join, resolve } from 'node:path';
 import { digestHex, type Digest } from '../format/digest.ts';
 
@@ -118,7 +119,20 @@ export class Store {
   }
 
   async init(): Promise<void> {
-    for (const d of ['blobs/sha256', 'layers/sha256', 'refs', 'containers', 'locks', 'tmp']) fs.mkdirSync(join(this.root, d), { recursive: true });
+    try {
+      for (const d of ['blobs/sha256', 'layers/sha256', 'refs', 'containers', 'locks', 'tmp']) fs.mkdirSync(join(this.root, d), { recursive: true });
+    } catch (err) {
+      // A recursive mkdir on a read-only filesystem reports the missing child (ENOENT), not why.
+      let why: NodeJS.ErrnoException | undefined;
+      try {
+        fs.accessSync(fs.existsSync(this.root) ? this.root : join(this.root, '..'), fs.constants.W_OK);
+      } catch (access) {
+        why = access as NodeJS.ErrnoException;
+      }
+      if (why?.code === 'EROFS') throw new VztplError(`the store ${this.root} is on a read-only filesystem`, ExitCode.failure, { cause: err });
+      if (why?.code === 'EACCES') throw new VztplError(`the store ${this.root} is not writable by this user`, ExitCode.failure, { cause: err });
+      throw err;
+    }
   }
 
   /** A layer is present once its info file is: that is written after the rename into place. */
