@@ -10,7 +10,9 @@
 //      and, for scale, what is avoided: checking the policy's text (YAML and zod, and loading
 //      them), parsing the key and verifying the signature (and loading node:crypto).
 // The CLI is compiled from the working tree into a temporary directory (tsc), as dist/ would be.
-// Usage: node bench/trust.ts [--rounds 40] [--no-results]
+// Also what signing adds to a push (issue 13: at most 200 ms): push of the same layout to fresh
+// repositories with and without --sign-key, alternated.
+// Usage: node bench/trust.ts [--rounds 40] [--push-rounds 10] [--no-results]
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -32,16 +34,18 @@ const { values: opt } = parseArgs({
   options: {
     rounds: { type: 'string', default: '40' },
     'in-process-rounds': { type: 'string', default: '500' },
+    'push-rounds': { type: 'string', default: '10' },
     'no-results': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (opt.help) {
-  process.stdout.write('Usage: node bench/trust.ts [--rounds 40] [--in-process-rounds 500] [--no-results]\n');
+  process.stdout.write('Usage: node bench/trust.ts [--rounds 40] [--in-process-rounds 500] [--push-rounds 10] [--no-results]\n');
   process.exit(0);
 }
 const ROUNDS = Number(opt.rounds);
 const IN_PROCESS = Number(opt['in-process-rounds']);
+const PUSH_ROUNDS = Number(opt['push-rounds']);
 const WARMUP = 3;
 const PASSWORD = 'bench';
 
@@ -130,6 +134,21 @@ async function main(): Promise<void> {
   if (!existsSync(join(root, 'refs', host.replace(':', '_'), 'acme', 'bench', '1.0.0.sig'))) throw new Error('the pull kept no signature');
   say(`template ${host}/acme/bench:1.0.0 signed, pulled with the policy (signature kept beside the ref)`);
 
+  // 0. what signing adds to a push: the same layout to fresh repositories, alternated
+  const pushTimes = { plain: [] as number[], signed: [] as number[] };
+  for (let r = 1; r <= WARMUP + PUSH_ROUNDS; r++) {
+    const order: Array<'plain' | 'signed'> = r % 2 ? ['plain', 'signed'] : ['signed', 'plain'];
+    for (const kind of order) {
+      const args = [cli, 'push', `${join(work, 'layout')}:1.0.0`, `${host}/push/${kind}${r}:1.0.0`, ...(kind === 'signed' ? ['--sign-key', join(work, 'acme.key')] : [])];
+      const run = await runTimed(process.execPath, args, { env: childEnv });
+      if (run.code !== 0) throw new Error(`push ${kind} exited ${run.code}: ${run.stderr}`);
+      if (r > WARMUP) pushTimes[kind].push(run.ms);
+    }
+  }
+  const pu = quantiles(pushTimes.plain);
+  const ps = quantiles(pushTimes.signed);
+  say(`push: p50 ${ms(pu.p50)} unsigned, ${ms(ps.p50)} with --sign-key (${PUSH_ROUNDS} rounds each)`);
+
   // 1. whole processes, alternated
   const times = { none: [] as number[], policy: [] as number[] };
   let n = 0;
@@ -194,7 +213,11 @@ async function main(): Promise<void> {
   const totalMs = performance.now() - started;
 
   const delta = b.p50 - a.p50;
+  const signCost = ps.p50 - pu.p50;
   const rows = [
+    [`vztpl push of the template to a new repository, unsigned (${pushTimes.plain.length} rounds)`, `p50 ${ms(pu.p50)}, p90 ${ms(pu.p90)}`, '', 'whole process; the SBOM referrer is pushed too'],
+    [`vztpl push --sign-key (${pushTimes.signed.length} rounds)`, `p50 ${ms(ps.p50)}, p90 ${ms(ps.p90)}`, '', 'decrypts the key (scrypt), signs the manifest and the SBOM'],
+    ['added by signing (p50 difference)', ms(signCost), `<= 200 ms: ${signCost <= 200 ? 'met' : 'NOT met'}`, 'alternated round by round'],
     [`vztpl create from the cache, overlay, no policy (${times.none.length} rounds)`, `p50 ${ms(a.p50)}, p90 ${ms(a.p90)}`, '', `min ${ms(a.min)}, max ${ms(a.max)}`],
     [`vztpl create from the cache, overlay, policy requiring the key (${times.policy.length} rounds)`, `p50 ${ms(b.p50)}, p90 ${ms(b.p90)}`, '', `min ${ms(b.min)}, max ${ms(b.max)}`],
     ['added by the policy (p50 difference)', ms(delta), `<= 5 ms: ${delta <= 5 ? 'met' : 'NOT met'}`, 'whole processes, alternated round by round'],
