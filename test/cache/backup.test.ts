@@ -111,6 +111,9 @@ describe.skipIf(!ready)('vztpl backup, backups, restore, move', () => {
     const r2 = await other.ok('restore', `${repo('ct1')}:b3`, '8', '--json');
     expect(events(r2.stdout).find((e) => e.event === 'restored')!.templatePulled).toBe(false);
     expect(await tree(other, '8')).toEqual(t2);
+    // Its snapshots are store layers: commit packs them as it packs frozen dirs.
+    const committed = events((await other.ok('commit', '8', `${BASE_NAME}-restored:1.0.0`, '--out', join(work, 'restored-layout'), '--json')).stdout).find((e) => e.event === 'committed')!;
+    expect(committed.newLayers.map((l: { from: string }) => l.from)).toEqual(['snapshot s1', 'snapshot backup-b1', 'snapshot backup-b2']);
     await other.ok('destroy', '8');
     await h.ok('destroy', '1');
   });
