@@ -1,7 +1,7 @@
 // The host's settings: the store root and the default registry, from options, VZTPL_ROOT /
 // VZTPL_REGISTRY, or /etc/vztpl/host.yaml (`root:`, `registry:`), in that order; and where the
 // trust policy is (--trust-policy FILE, or host.yaml's `trust:` section: cache/trust-policy.ts).
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { fs } from '../common/builtins.ts';
 import { UsageError } from '../common/errors.ts';
 import { isDigest } from '../format/digest.ts';
@@ -13,8 +13,13 @@ export const HOST_CONFIG = '/etc/vztpl/host.yaml';
 interface FileSettings {
   root?: string;
   registry?: string;
+  /** CA certificates (PEM) every registry's certificate may chain to. */
+  caFile?: string;
   /** The file has a `trust:` section (read by cache/trust-policy.ts, with the YAML library). */
   trust?: boolean;
+  /** The file has a `registries:` section (per-registry settings: registrySettings). */
+  registries?: boolean;
+  text?: string;
 }
 
 function fileSettings(path: string): FileSettings {
@@ -24,22 +29,67 @@ function fileSettings(path: string): FileSettings {
   } catch {
     return {};
   }
-  // Flat keys: a line parser keeps `create` free of the YAML library's start-up cost. A `trust:`
-  // section (a list: its lines indented, or "- " items) is skipped here and read with the YAML
-  // library only by the commands that check signatures, when it is there.
-  const out: FileSettings = {};
-  let inTrust = false;
+  // Flat keys: a line parser keeps `create` free of the YAML library's start-up cost. The
+  // `trust:` and `registries:` sections (their lines indented, or "- " items) are skipped here
+  // and read with the YAML library only by the commands that need them, when they are there.
+  const out: FileSettings = { text };
+  let inSection = false;
   for (const line of text.split('\n')) {
     const trimmed = line.trim();
     if (!trimmed || trimmed.startsWith('#')) continue;
-    if (inTrust && (/^\s/.test(line) || line.startsWith('-'))) continue;
-    inTrust = false;
-    const m = /^\s*(root|registry)\s*:\s*["']?([^"'#\s]+)["']?\s*(#.*)?$/.exec(line);
-    if (m) out[m[1] as 'root' | 'registry'] = m[2]!;
-    else if (/^trust\s*:/.test(line)) out.trust = inTrust = true;
-    else throw new UsageError(`${path}: cannot read line "${trimmed}" (expected root: DIR, registry: URL or a trust: list)`);
+    if (inSection && (/^\s/.test(line) || line.startsWith('-'))) continue;
+    inSection = false;
+    const m = /^\s*(root|registry|caFile)\s*:\s*["']?([^"'#\s]+)["']?\s*(#.*)?$/.exec(line);
+    if (m) out[m[1] as 'root' | 'registry' | 'caFile'] = m[2]!;
+    else if (/^trust\s*:/.test(line)) out.trust = inSection = true;
+    else if (/^registries\s*:/.test(line)) out.registries = inSection = true;
+    else throw new UsageError(`${path}: cannot read line "${trimmed}" (expected root: DIR, registry: URL, caFile: FILE, a trust: list or a registries: map)`);
   }
   return out;
+}
+
+export interface RegistrySettings {
+  /** CA certificates (PEM) the registry's certificate may chain to, besides the system's. */
+  caFile?: string;
+  /** Plain HTTP: a bare HOST:PORT of this registry means http://, as for loopback addresses. */
+  insecure?: boolean;
+}
+
+/**
+ * The host config's settings for one registry (base URL): its entry under `registries:` (keyed
+ * by HOST[:PORT]), over the file's `caFile:`. Paths are relative to the config file.
+ *   caFile: /etc/vztpl/ca.pem
+ *   registries:
+ *     registry.example.net:5000: { insecure: true }
+ *     templates.example.org: { caFile: example-ca.pem }
+ */
+export async function registrySettings(base: string): Promise<RegistrySettings> {
+  const path = hostConfigPath();
+  const file = fileSettings(path);
+  const relative = (p: string | undefined) => (p === undefined ? undefined : resolve(dirname(path), p));
+  let own: RegistrySettings = {};
+  if (file.registries) {
+    const [{ parse }, { z }] = await Promise.all([import('yaml'), import('zod')]);
+    const schema = z.object({ registries: z.record(z.string(), z.strictObject({ caFile: z.string().min(1).optional(), insecure: z.boolean().optional() })) });
+    let doc: unknown;
+    try {
+      doc = parse(file.text!);
+    } catch (err) {
+      throw new UsageError(`${path}: ${(err as Error).message}`);
+    }
+    const checked = schema.safeParse(doc);
+    if (!checked.success) {
+      const issue = checked.error.issues[0]!;
+      throw new UsageError(`${path}: ${issue.path.join('.')}: ${issue.message} (registries: maps HOST[:PORT] to { caFile: FILE, insecure: true })`);
+    }
+    own = checked.data.registries[new URL(base).host] ?? {};
+  }
+  return { caFile: relative(own.caFile ?? file.caFile), insecure: own.insecure };
+}
+
+/** The base URL to use for a registry: http:// for one its settings call insecure. */
+export function withSettings(base: string, settings: RegistrySettings): string {
+  return settings.insecure && base.startsWith('https://') ? `http://${base.slice('https://'.length)}` : base;
 }
 
 /** The host config file: VZTPL_HOST_CONFIG, else /etc/vztpl/host.yaml. */

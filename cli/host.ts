@@ -58,8 +58,13 @@ export async function sourceFor(req: TemplateRequest, registry: string | undefin
 export async function sourceForId(id: string, caFile?: string) {
   const { LayoutSource, RegistrySource } = await import('../cache/source.ts');
   if (id.startsWith('oci:')) return new LayoutSource(id.slice(4));
+  // host.yaml's settings for this registry: plain HTTP when insecure; its CA file unless
+  // --ca-file or $VZTPL_CA_FILE says otherwise.
+  const { registrySettings, withSettings } = await import('../cache/host-config.ts');
+  const settings = await registrySettings(id);
+  const base = withSettings(id, settings);
   const [{ RegistryClient }, { findCredentials }] = await Promise.all([import('../client/registry-client.ts'), import('../client/credentials.ts')]);
-  return new RegistrySource(id, new RegistryClient(id, { credentials: () => findCredentials(id), caFile }));
+  return new RegistrySource(base, new RegistryClient(base, { credentials: () => findCredentials(base), caFile: caFile ?? process.env.VZTPL_CA_FILE ?? settings.caFile }));
 }
 
 

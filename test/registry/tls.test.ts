@@ -11,7 +11,7 @@ import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -268,6 +268,15 @@ describe('vztpl serve over HTTPS', () => {
     expect(parseJsonLines(pull.stdout).find((e) => e.event === 'pulled')).toMatchObject({ name: 'acme/debian-12-tls', version: '1.0.0', digest: layout.manifest.digest });
     const pullEnv = await cli(['pull', `${base}/acme/debian-12-tls@1.0.1`, '--root', join(work, 'host-store-env'), '--json'], { ...hostEnv, VZTPL_CA_FILE: ca.crt });
     expect(pullEnv.code, pullEnv.stderr).toBe(0);
+    // host.yaml names the CA of this registry (registries: HOST:PORT: caFile), relative to the file
+    const hostYaml = join(work, 'host.yaml');
+    await writeFile(hostYaml, `registries:\n  "127.0.0.1:${port}":\n    caFile: ${relative(work, ca.crt)}\n`);
+    const pullYaml = await cli(['pull', `${base}/acme/debian-12-tls@1.0.1`, '--root', join(work, 'host-store-yaml'), '--json'], { ...env, VZTPL_HOST_CONFIG: hostYaml });
+    expect(pullYaml.code, pullYaml.stderr).toBe(0);
+    await writeFile(hostYaml, `registries:\n  "127.0.0.1:${port}":\n    caFile: ${otherCa.crt}\n`);
+    const pullOther = await cli(['pull', `${base}/acme/debian-12-tls@1.0.1`, '--root', join(work, 'host-store-yaml2')], { ...env, VZTPL_HOST_CONFIG: hostYaml });
+    expect(pullOther.code).toBe(5);
+    expect(pullOther.stderr).toContain(`nor the CA file ${otherCa.crt}`);
     if (isRoot) {
       // create on a host that has nothing cached: it pulls over https first
       const fresh = join(work, 'host-store-create');
