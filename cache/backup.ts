@@ -25,9 +25,8 @@ import { MediaType, type Compression, type Descriptor, type HistoryEntry, type I
 import { packLayer } from '../format/tar/pack.ts';
 import { walkLayer } from '../format/tar/walk.ts';
 import { bundleConfig } from './bundle.ts';
-import { checkCtid, containerPaths, readContainer, removeContainer, snapshotPath, sweepDeadWork, type ContainerRecord, type PackedSnapshot, type SnapshotRecord } from './containers.ts';
+import { checkCtid, containerPaths, mountNewContainer, readContainer, removeContainer, snapshotPath, sweepDeadWork, type ContainerRecord, type PackedSnapshot, type SnapshotRecord } from './containers.ts';
 import { holdForUse } from './holds.ts';
-import { mountOverlay } from './mounts.ts';
 import { commitRecord, runningProcesses, snapshotContainer, SNAPSHOT_NAME } from './snapshots.ts';
 import { RegistrySource, type TemplateSource } from './source.ts';
 import type { LayerRecord, Store, TemplateRef } from './store.ts';
@@ -503,13 +502,7 @@ async function createRestored(store: Store, ctid: string, template: TemplateRef,
       fs.rmSync(staging, { recursive: true, force: true });
       throw err;
     }
-    try {
-      const { overlaySpec } = await import('./containers.ts');
-      mountOverlay(overlaySpec(store, record));
-    } catch (err) {
-      removeContainer(store, ctid);
-      throw err;
-    }
+    mountNewContainer(store, record);
     return record;
   } finally {
     lock.release();

@@ -171,14 +171,7 @@ export async function createContainer(opts: CreateOptions): Promise<ContainerRec
       fs.rmSync(staging, { recursive: true, force: true });
       throw err;
     }
-    if (layout === 'overlay') {
-      try {
-        mountOverlay(overlaySpec(store, record));
-      } catch (err) {
-        removeContainer(store, ctid);
-        throw err;
-      }
-    }
+    if (layout === 'overlay') mountNewContainer(store, record);
     return record;
   } finally {
     hold?.release();
@@ -276,7 +269,7 @@ function writeInRoot(rootfs: string, rel: string, content: string, mode: number)
 }
 
 /** Random bytes from the kernel, as hex (without loading node:crypto on the create path). */
-function randomHex(bytes: number): string {
+export function randomHex(bytes: number): string {
   const fd = fs.openSync('/dev/urandom', 'r');
   try {
     const buf = Buffer.alloc(bytes);
@@ -349,6 +342,19 @@ export async function destroyContainer(store: Store, ctid: string): Promise<void
     removeContainer(store, ctid);
   } finally {
     lock.release();
+  }
+}
+
+/**
+ * Mounts the root of a container just renamed into place; if that fails, the container goes
+ * again (a create or restore that cannot mount it made nothing). The caller holds its lock.
+ */
+export function mountNewContainer(store: Store, record: ContainerRecord): void {
+  try {
+    mountOverlay(overlaySpec(store, record));
+  } catch (err) {
+    removeContainer(store, record.ctid);
+    throw err;
   }
 }
 

@@ -14,7 +14,7 @@ import { lockExclusive } from '../common/lock.ts';
 import { pidAlive } from '../common/pids.ts';
 import { spawnQuiet } from '../common/spawn.ts';
 import { readXattrs } from '../format/tar/xattrs.ts';
-import { containerPaths, mountRoot, readContainer, snapshotPath, type ContainerRecord, type SnapshotRecord } from './containers.ts';
+import { containerPaths, mountRoot, randomHex, readContainer, snapshotPath, type ContainerRecord, type SnapshotRecord } from './containers.ts';
 import { isMounted, unmount } from './mounts.ts';
 import { restoreXattrs, xattrDump } from './set-xattrs.ts';
 import type { Store } from './store.ts';
@@ -30,16 +30,6 @@ export interface SnapshotInfo extends SnapshotRecord {
   entries: number;
 }
 
-function randomHex(bytes: number): string {
-  const fd = fs.openSync('/dev/urandom', 'r');
-  try {
-    const buf = Buffer.alloc(bytes);
-    fs.readSync(fd, buf, 0, bytes, null);
-    return buf.toString('hex');
-  } finally {
-    fs.closeSync(fd);
-  }
-}
 
 /** Pids of the container's processes that runc still runs (vztpl exec names them vztpl-CTID-HEX). */
 export function runningProcesses(ctid: string): number[] {
