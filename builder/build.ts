@@ -17,7 +17,8 @@ import { makeInjectedLayer } from './injected.ts';
 import { planBuild, resolvesPackages, stepInputs, type BuildPlan, type PlanItem } from './plan.ts';
 import { copySourcePath } from './recipe/load.ts';
 import type { PackageManager, StepRequest } from './managers/index.ts';
-import { stepKind, type Step } from './recipe/schema.ts';
+import { stepKind, type AptSource, type Step } from './recipe/schema.ts';
+import { aptSourceDigest, aptSourceLine } from './managers/apt.ts';
 import { sourceFor } from './sources/index.ts';
 import { StepCache, DEFAULT_CACHE_DIR, type CachedLayer } from './step-cache.ts';
 import { holdSharedLock, PACKAGE_LOCK_WAIT_MS } from './package-cache.ts';
@@ -85,7 +86,8 @@ async function buildWith(
   const metadata = await manager.metadataDigest(plan.bootstrap, signal);
   const epoch = recipe.epoch ?? plan.chain[0]!.recipe.epoch ?? envEpoch() ?? Math.floor((metadata.date?.getTime() ?? 0) / 1000);
 
-  const ctx: StepContext = { plan, cache, epoch, manager, compression, signal, reporter, metadataDigest: metadata.digest, replace: Boolean(opts.noCache || opts.refresh) };
+  const sourceDigests = await aptSourceDigests(plan, signal);
+  const ctx: StepContext = { plan, cache, epoch, manager, compression, signal, reporter, metadataDigest: metadata.digest, sourceDigests, replace: Boolean(opts.noCache || opts.refresh) };
   const layers: CachedLayer[] = [];
   let chainId = 'sha256:empty';
   for (const [i, item] of plan.items.entries()) {
@@ -143,8 +145,45 @@ interface StepContext {
   signal: AbortSignal;
   reporter: Reporter;
   metadataDigest: string;
+  /** The Release digests of the apt-sources each recipe of the chain (by file) sees: its own and its ancestors'. */
+  sourceDigests?: ReadonlyMap<string, readonly string[]>;
   /** Fresh results replace cached ones (--no-cache, --refresh). */
   replace: boolean;
+}
+
+/** The recipes' apt-sources (schema.ts), each recipe's own and its ancestors', in chain order. */
+export function visibleAptSources(plan: BuildPlan, recipeFile: string): AptSource[] {
+  const out: AptSource[] = [];
+  for (const loaded of plan.chain) {
+    out.push(...loaded.recipe['apt-sources']);
+    if (loaded.file === recipeFile) break;
+  }
+  return out;
+}
+
+async function aptSourceDigests(plan: BuildPlan, signal: AbortSignal): Promise<Map<string, string[]>> {
+  const digests = new Map<string, string[]>();
+  const any = plan.chain.some((r) => r.recipe['apt-sources'].length);
+  if (!any) return digests;
+  if (!('suite' in plan.bootstrap)) throw new VztplError(`${plan.target.file}: apt-sources need a Debian or Ubuntu base (apt)`, 2);
+  const byUri = new Map<string, Promise<string>>();
+  for (const loaded of plan.chain) {
+    const list = await Promise.all(
+      visibleAptSources(plan, loaded.file).map((src) => {
+        const id = aptSourceLine(src);
+        if (!byUri.has(id)) byUri.set(id, aptSourceDigest(src, signal));
+        return byUri.get(id)!;
+      }),
+    );
+    digests.set(loaded.file, list);
+  }
+  return digests;
+}
+
+/** What a package step resolves against: the bootstrap's metadata, and the apt-sources it sees. */
+function repositoryDigest(item: PlanItem, ctx: Pick<StepContext, 'metadataDigest' | 'sourceDigests'>): string {
+  const extra = ctx.sourceDigests?.get(item.recipe.file) ?? [];
+  return extra.length ? sha256([ctx.metadataDigest, ...extra].join(' ')) : ctx.metadataDigest;
 }
 
 function envEpoch(): number | undefined {
@@ -153,7 +192,7 @@ function envEpoch(): number | undefined {
 }
 
 /** The step-cache key: everything that determines the layer's content, nothing else. */
-export async function stepKey(item: PlanItem, parentChainId: string, ctx: Pick<StepContext, 'plan' | 'epoch' | 'metadataDigest'>): Promise<string> {
+export async function stepKey(item: PlanItem, parentChainId: string, ctx: Pick<StepContext, 'plan' | 'epoch' | 'metadataDigest' | 'sourceDigests'>): Promise<string> {
   const recipe = item.recipe.recipe;
   const input = {
     v: 1,
@@ -165,7 +204,7 @@ export async function stepKey(item: PlanItem, parentChainId: string, ctx: Pick<S
     item: item.kind === 'bootstrap' ? { bootstrap: item.spec } : { step: item.step },
     inputs: await stepInputs(item),
     // A mirror update must rebuild what resolved packages against the old one.
-    repository: resolvesPackages(item) ? ctx.metadataDigest : undefined,
+    repository: resolvesPackages(item) ? repositoryDigest(item, ctx) : undefined,
     bootstrap: item.kind === 'step' && resolvesPackages(item) ? ctx.plan.bootstrap : undefined,
   };
   return sha256(canonicalJson(input)).slice('sha256:'.length);
@@ -240,7 +279,9 @@ async function runStep(
     lines.push(ctx.manager.lockCommand(ctx.plan.bootstrap, step));
   }
 
-  await makeInjectedLayer(injected, lowers, ctx.manager.stepFiles, binds.map((b) => b.target));
+  // Extra apt sources: in the package steps' injected layer only, never in the template.
+  const sourceFiles = kind === 'install' || kind === 'remove' ? visibleAptSources(ctx.plan, item.recipe.file).map((src, i) => ({ path: `etc/apt/sources.list.d/vztpl-${i}.list`, content: aptSourceLine(src), mode: 0o644 })) : [];
+  await makeInjectedLayer(injected, lowers, [...ctx.manager.stepFiles, ...sourceFiles], binds.map((b) => b.target));
   // Where the manager cannot give the step a private copy of the shared package cache, the
   // builds sharing the cache take turns (package-cache.ts).
   const lock = exclusive ? await holdSharedLock(exclusive, { signal: ctx.signal, timeoutMs: PACKAGE_LOCK_WAIT_MS }) : undefined;

@@ -17,6 +17,7 @@ const COMMANDS: Record<string, Command> = {
   validate: { summary: 'check recipes without building them', load: () => import('./commands/validate.ts') },
   inspect: { summary: "show a built template's layers, sizes, labels and packages", load: () => import('./commands/inspect.ts') },
   push: { summary: 'publish a built template to a registry as a version', load: () => import('./commands/push.ts') },
+  publish: { summary: 'build recipes and publish each changed one as its next patch version, with a changelog', load: () => import('./commands/publish.ts') },
   serve: { summary: 'run the template registry (OCI Distribution API + template catalog)', load: () => import('./commands/serve.ts') },
   gc: { summary: "delete a registry's unreferenced blobs and stale uploads, while it serves", load: () => import('./commands/gc.ts') },
   login: { summary: 'check and store credentials for a registry (vztpl push, host cache)', load: () => import('./commands/login.ts') },

@@ -79,6 +79,30 @@ export interface TemplateMetadata {
   family: 'deb' | 'rpm';
   /** Every installed package with its exact version. */
   packages: LockedPackage[];
+  /** Set by `vztpl publish`: what changed since the version before (builder/publish.ts). */
+  changelog?: TemplateChangelog;
+  /** Set by `vztpl publish`: the content apart from dates, to compare the next build with. */
+  content?: { digest: Digest; layers: Digest[] };
+}
+
+/** A package whose version changed between two versions of a template. */
+export interface PackageChange {
+  name: string;
+  arch: string;
+  from: string;
+  to: string;
+}
+
+/** What changed in a version since the one before it. */
+export interface TemplateChangelog {
+  /** The version compared with; absent for the first version. */
+  previous?: string;
+  /** The recipe files (base to flavor) differ from the previous version's. */
+  recipeChanged: boolean;
+  added: LockedPackage[];
+  removed: LockedPackage[];
+  /** Every package whose version changed (an older version shows here too, from -> to). */
+  upgraded: PackageChange[];
 }
 
 export interface ImageConfig {

@@ -11,7 +11,7 @@ import { sha256, type Digest } from '../../format/digest.ts';
 import { DPKG_QUERY_FORMAT, dpkgPackageLock } from '../../format/packages/dpkg.ts';
 import { chrootCommand, shellQuote as q } from '../chroot.ts';
 import { aptListFiles, debFiles, publishPrivateDir, seedPrivateDir } from '../package-cache.ts';
-import type { DebianBootstrapSpec } from '../recipe/schema.ts';
+import type { AptSource, DebianBootstrapSpec } from '../recipe/schema.ts';
 import type { PackageManager, StepCommands, StepRequest } from './index.ts';
 
 /** Reads a URL of the mirror: http(s) with fetch, file:// from disk. */
@@ -34,6 +34,25 @@ export async function inReleaseDigest(spec: DebianBootstrapSpec, signal: AbortSi
   const dateLine = /^Date: (.+)$/m.exec(bytes.toString('utf8'));
   const date = dateLine ? new Date(dateLine[1]!) : undefined;
   return { digest: sha256(bytes), date: date && !Number.isNaN(date.getTime()) ? date : undefined };
+}
+
+/** The sources.list line of a recipe's extra apt source (schema.ts aptSource). */
+export function aptSourceLine(src: AptSource): string {
+  const options = src.trusted ? '[trusted=yes] ' : '';
+  return `deb ${options}${src.uri} ${src.suite}${src.components.length ? ` ${src.components.join(' ')}` : ''}\n`;
+}
+
+/**
+ * Digest of an extra apt source's InRelease (or Release, for the unsigned repositories
+ * apt-ftparchive makes): it names the hash of every index, as the mirror's does.
+ */
+export async function aptSourceDigest(src: AptSource, signal: AbortSignal): Promise<Digest> {
+  const base = src.suite.endsWith('/') ? `${src.uri.replace(/\/+$/, '')}/${src.suite.replace(/^\.\/$/, '')}` : `${src.uri.replace(/\/+$/, '')}/dists/${src.suite}/`;
+  try {
+    return sha256(await readMirrorFile(`${base}InRelease`, signal));
+  } catch {
+    return sha256(await readMirrorFile(`${base}Release`, signal));
+  }
 }
 
 const APT_GET = ['apt-get', '-q', '-o', 'Dir::Cache::pkgcache=', '-o', 'Dir::Cache::srcpkgcache=', '-o', 'APT::Sandbox::User=root', '-o', 'Acquire::Retries=3'];

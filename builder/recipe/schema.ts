@@ -185,6 +185,23 @@ const parentRef = z
     'must be a template name such as debian-12-x86_64, or a path to a recipe file ending in .yaml',
   );
 
+/**
+ * An extra apt repository the recipe's install and remove steps (and those of its flavors) use.
+ * It is there during those steps only (a build-time file, /etc/apt/sources.list.d/vztpl-*.list,
+ * never in the template), and its Release file is part of their step-cache key, so a package
+ * upgraded there rebuilds them as a mirror update does. Debian and Ubuntu templates only.
+ */
+const aptSource = z.strictObject({
+  uri: z.string().url(),
+  /** A codename (then components are needed), or a path ending in / for a flat repository (./). */
+  suite: z.string().regex(/^(\.\/|[A-Za-z0-9][A-Za-z0-9._/-]*)$/, 'must be a codename such as bookworm, or ./ for a flat repository'),
+  components: z.array(z.string().regex(/^[a-z][a-z0-9-]*$/, 'must be an archive component such as main')).default([]),
+  /** Accept the repository without a signature ([trusted=yes]): for local and test repositories. */
+  trusted: z.boolean().default(false),
+});
+
+export type AptSource = z.infer<typeof aptSource>;
+
 const recipeObject = z.strictObject({
   name: templateName,
   version: semverString,
@@ -203,6 +220,8 @@ const recipeObject = z.strictObject({
   bootstrap: bootstrapSchema.optional(),
   /** A flavor: the layers of another recipe (by name, or a path to its file), then this recipe's steps. */
   from: parentRef.optional(),
+  /** Extra apt repositories for the package steps (aptSource above). */
+  'apt-sources': z.array(aptSource).default([]),
 });
 
 type Simplify<T> = { [K in keyof T]: T[K] } & {};
@@ -226,6 +245,11 @@ export const recipeSchema = recipeObject
           path: [],
           message: 'a recipe needs bootstrap (to build a base system) or from (to build on a parent template)',
         });
+      }
+      for (const [i, src] of (Array.isArray(r['apt-sources']) ? r['apt-sources'] : []).entries()) {
+        const flat = typeof src?.suite === 'string' && src.suite.endsWith('/');
+        if (flat && src.components?.length) ctx.addIssue({ code: 'custom', path: ['apt-sources', i, 'components'], message: 'a flat repository (suite ending in /) has no components' });
+        if (!flat && typeof src?.suite === 'string' && !src.components?.length) ctx.addIssue({ code: 'custom', path: ['apt-sources', i, 'components'], message: 'a suite needs at least one component, such as main' });
       }
       const fromName = typeof r.name === 'string' ? nameArch(r.name) : undefined;
       if (fromName !== undefined && (architectures as readonly unknown[]).includes(r.arch) && r.arch !== fromName) {

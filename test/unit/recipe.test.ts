@@ -210,7 +210,7 @@ const badCases: BadCase[] = [
     line: 7,
     column: 1,
     field: 'maintainer',
-    message: /^unknown field; the fields here are name, version, .*bootstrap, from$/,
+    message: /^unknown field; the fields here are name, version, .*bootstrap, from, apt-sources$/,
   },
   {
     what: 'misspelt key with a suggestion',
@@ -535,7 +535,7 @@ describe('bad recipes', () => {
       `${f}:7:5: steps[0].instal: unknown field; did you mean install?`,
       `${f}:7:5: steps[0]: a step needs exactly one of install, remove, run, copy`,
       `${f}:8:10: steps[1].run: must not be empty`,
-      `${f}:9:1: colour: unknown field; the fields here are name, version, description, arch, epoch, env, steps, labels, cleanup, cmd, bootstrap, from`,
+      `${f}:9:1: colour: unknown field; the fields here are name, version, description, arch, epoch, env, steps, labels, cleanup, cmd, bootstrap, from, apt-sources`,
     ]);
     expect(err.issues.map((i) => i.line)).toEqual([2, 5, 7, 7, 8, 9]);
   });
