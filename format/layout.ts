@@ -1,7 +1,8 @@
 // OCI image layout directories (image-spec layout.md): oci-layout, index.json, blobs/sha256/.
 // `skopeo copy oci:DIR ...` reads what this writes.
-import { copyFile, link, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { copyFile, link, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { pidAlive } from '../common/pids.ts';
 import { digestHex, sha256, type Digest } from './digest.ts';
 import { canonicalJson, MediaType, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest } from './oci.ts';
 
@@ -87,11 +88,28 @@ export class OciLayout {
 }
 
 /**
+ * Finishes what a killed writer of the same layout left beside it: a layout it had moved aside
+ * to put its own in place goes back (as before the write), and its temporaries go.
+ */
+async function recoverKilledWriters(dir: string): Promise<void> {
+  const own = new RegExp(`^${basename(dir).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.(tmp|old)-(\\d+)$`);
+  await mkdir(dirname(dir), { recursive: true });
+  for (const name of await readdir(dirname(dir))) {
+    const m = own.exec(name);
+    if (!m || Number(m[2]) === process.pid || pidAlive(Number(m[2]))) continue;
+    const path = join(dirname(dir), name);
+    if (m[1] === 'old' && !(await stat(dir).then(() => true, () => false))) await rename(path, dir);
+    else await rm(path, { recursive: true, force: true });
+  }
+}
+
+/**
  * Writes a layout into a temporary sibling and renames it over `dir` only when it is complete,
  * so a failed or interrupted build never leaves a half-written output.
  */
 export async function writeLayoutAtomically(dir: string, fill: (layout: OciLayout) => Promise<void>): Promise<void> {
   const tmp = `${dir}.tmp-${process.pid}`;
+  await recoverKilledWriters(dir);
   await rm(tmp, { recursive: true, force: true });
   try {
     const layout = new OciLayout(tmp);

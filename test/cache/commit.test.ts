@@ -4,7 +4,7 @@
 // layers; `create` of that version in another store shows the same tree; the package lock was
 // read again from the container; a commit with --out writes an OCI layout skopeo reads.
 // Needs root, mmdebstrap (or a warm build cache), runc and overlayfs.
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findProgram } from '../../common/programs.ts';
@@ -72,6 +72,40 @@ describe.skipIf(!ready)('vztpl commit', () => {
     const again = await h.run('commit', '1', `${reg.host}/${BASE_NAME}-app:2.0.0`);
     expect(again.code).not.toBe(0);
     await other.ok('destroy', '2');
+  });
+
+  it('kill -9 during a commit leaves the container as it was and no half-written layout', async () => {
+    await h.ok('create', '6', '--ostemplate', BASE_NAME);
+    await h.ok('exec', '6', '--', '/bin/sh', '-ec', 'mkdir -p /srv/k; for i in $(seq 300); do head -c 20000 /dev/urandom > /srv/k/f$i; done');
+    await h.ok('snapshot', '6', '--name', 'k');
+    await h.ok('exec', '6', '--', '/bin/sh', '-ec', 'echo live > /srv/live');
+    const before = treeListing(join(root, 'containers', '6', 'rootfs'));
+    const out = join(work, 'killed-layout');
+    const t0 = performance.now();
+    await h.ok('commit', '6', `${BASE_NAME}-k:1.0.0`, '--out', out);
+    const span = performance.now() - t0;
+    const complete = JSON.parse(await shOk('skopeo', ['inspect', '--raw', `oci:${out}`])) as { layers: unknown[] };
+    const outcomes = { complete: 0, absent: 0 };
+    for (let i = 0; i < 5; i++) {
+      await rm(out, { recursive: true, force: true });
+      const p = h.spawn('commit', '6', `${BASE_NAME}-k:1.0.${i + 1}`, '--out', out);
+      await new Promise((r) => setTimeout(r, ((i + Math.random()) / 4) * span));
+      p.child.kill('SIGKILL');
+      await p.result;
+      expect(treeListing(join(root, 'containers', '6', 'rootfs'))).toEqual(before);
+      if (await readFile(join(out, 'index.json')).then(() => true, () => false)) {
+        outcomes.complete++;
+        expect((JSON.parse(await shOk('skopeo', ['inspect', '--raw', `oci:${out}`])) as { layers: unknown[] }).layers).toHaveLength(complete.layers.length);
+      } else outcomes.absent++;
+    }
+    console.log(`killed commits: ${JSON.stringify(outcomes)}`);
+    // The next commit and list sweep what the killed ones left: no temporaries anywhere.
+    await h.ok('commit', '6', `${BASE_NAME}-k:1.0.9`, '--out', out);
+    await h.ok('list');
+    expect((await readdir(work)).filter((n) => n.startsWith('killed-layout.'))).toEqual([]);
+    expect((await storeView(root)).tmp).toEqual([]);
+    expect((await h.ok('snapshots', '6', '--json')).stdout).toContain('"k"');
+    await h.ok('destroy', '6');
   });
 
   it('--out writes a layout any OCI tool reads; an unchanged container adds no layer; bad input is refused', async () => {
