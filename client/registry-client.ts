@@ -9,7 +9,15 @@ import { splitReference, splitRegistry } from '../format/reference.ts';
 import { registryKey, type Credentials } from './credentials.ts';
 import { httpsDispatcher, httpsHint, tlsFailure, type Dispatcher } from './tls.ts';
 import type { Digest } from '../format/digest.ts';
-import type { Descriptor } from '../format/oci.ts';
+import type { Descriptor, TemplateChangelog } from '../format/oci.ts';
+
+/** A version's changelog as the catalog API gives it (registry/catalog.ts VersionChangelog). */
+export interface VersionChangelog extends TemplateChangelog {
+  name: string;
+  version: string;
+  digest: Digest;
+  recorded: boolean;
+}
 
 export interface ImageReference {
   /** Base URL of the registry, e.g. http://127.0.0.1:5000 */
@@ -409,6 +417,21 @@ export class RegistryClient {
     try {
       const body = JSON.parse(text) as { versions?: Array<{ version: string; digest: Digest }> };
       return Array.isArray(body.versions) ? body.versions : undefined;
+    } catch {
+      return undefined; // not our API
+    }
+  }
+
+  /**
+   * A version's changelog from a vztpl registry's catalog (versions/VERSION/changelog);
+   * undefined from another registry, or one without that route.
+   */
+  async catalogChangelog(repo: string, version: string): Promise<VersionChangelog | undefined> {
+    const res = await this.request('GET', `/api/v1/templates/${repo}/versions/${encodeURIComponent(version)}/changelog`, { what: `changelog of ${repo}:${version}`, repo, ok: [200, 404] });
+    const text = await res.text();
+    try {
+      const body = JSON.parse(text) as Partial<VersionChangelog>;
+      return res.status === 200 && Array.isArray(body.upgraded) ? (body as VersionChangelog) : undefined;
     } catch {
       return undefined; // not our API
     }

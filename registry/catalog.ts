@@ -10,7 +10,8 @@
 // before summaries existed, a summary whose latest version is gone) is recomputed from them.
 import semver from 'semver';
 import type { Digest } from '../format/digest.ts';
-import type { ImageConfig, ImageManifest, LockedPackage } from '../format/oci.ts';
+import type { ImageConfig, ImageManifest, LockedPackage, TemplateChangelog } from '../format/oci.ts';
+import { packageDiff } from '../format/packages/diff.ts';
 import { Label } from '../format/oci.ts';
 import { OciError } from './errors.ts';
 import type { Registry } from './registry.ts';
@@ -33,6 +34,17 @@ export interface VersionRecord {
   flavor?: string;
   labels: Record<string, string>;
   packages: LockedPackage[];
+  /** What changed since the version before, as `vztpl publish` recorded it in the config. */
+  changelog?: TemplateChangelog;
+}
+
+/** A version's changelog as the catalog gives it: recorded by publish, or derived from the versions' records. */
+export interface VersionChangelog extends TemplateChangelog {
+  name: string;
+  version: string;
+  digest: Digest;
+  /** true: written by `vztpl publish` into the version's config; false: derived here from the package locks and recipe digests. */
+  recorded: boolean;
 }
 
 /** What search needs of one template, in one object. */
@@ -231,7 +243,26 @@ export class Catalog {
       flavor: meta?.flavor ?? labels[Label.flavor],
       labels,
       packages: meta?.packages ?? [],
+      ...(meta?.changelog ? { changelog: meta.changelog } : {}),
     };
+  }
+
+  /**
+   * What changed in `version` since the version before it: the changelog publish recorded, or,
+   * for a version pushed otherwise, the package difference from the highest lower release and
+   * whether the recipe digest differs.
+   */
+  async changelog(repo: string, version: string): Promise<VersionChangelog> {
+    const records = await this.versions(repo);
+    const record = records.find((r) => r.version === version);
+    if (!record) throw new OciError('MANIFEST_UNKNOWN', records.length ? `${repo} has no version ${version}` : `no template named ${repo}`);
+    const head = { name: repo, version, digest: record.digest };
+    if (record.changelog) return { ...head, ...record.changelog, recorded: true };
+    const previous = records.filter((r) => !semver.prerelease(r.version) && compareVersions(r.version, version) < 0).at(-1);
+    if (!previous) return { ...head, recipeChanged: true, added: [], removed: [], upgraded: [], recorded: false };
+    const diff = packageDiff(previous.packages, record.packages);
+    const recipe = (r: VersionRecord) => r.labels[Label.recipeDigest];
+    return { ...head, previous: previous.version, recipeChanged: recipe(previous) !== recipe(record), added: diff.added, removed: diff.removed, upgraded: diff.changed, recorded: false };
   }
 
   async versions(repo: string): Promise<VersionRecord[]> {
@@ -464,14 +495,4 @@ export function compareVersions(a: string, b: string): number {
   return semver.compare(a, b);
 }
 
-/** Packages added, removed and changed from one lock to another. */
-export function packageDiff(from: readonly LockedPackage[], to: readonly LockedPackage[]) {
-  const before = new Map(from.map((p) => [`${p.name}:${p.arch}`, p]));
-  const after = new Map(to.map((p) => [`${p.name}:${p.arch}`, p]));
-  const added = [...after.values()].filter((p) => !before.has(`${p.name}:${p.arch}`));
-  const removed = [...before.values()].filter((p) => !after.has(`${p.name}:${p.arch}`));
-  const changed = [...after.values()]
-    .filter((p) => before.has(`${p.name}:${p.arch}`) && before.get(`${p.name}:${p.arch}`)!.version !== p.version)
-    .map((p) => ({ name: p.name, arch: p.arch, from: before.get(`${p.name}:${p.arch}`)!.version, to: p.version }));
-  return { added, removed, changed };
-}
+export { packageDiff };

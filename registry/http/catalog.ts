@@ -1,5 +1,6 @@
 // The template catalog API under /api/v1/: search, versions, range resolution, a version's
-// metadata and package lock, and the package difference between two versions. A version as the
+// metadata and package lock, its changelog (versions/VERSION/changelog), and the package
+// difference between two versions. A version as the
 // versions, version and template routes show it also says whether it is signed (the facts of its
 // signature manifest; the registry knows no keys) and links its SBOM (catalog.ts, versionTrust).
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -20,13 +21,16 @@ export const TEMPLATE_URL = '/api/v1/templates/*';
 export type TemplateRoute =
   | { kind: 'versions'; name: string }
   | { kind: 'version'; name: string; version: string }
+  | { kind: 'changelog'; name: string; version: string }
   | { kind: 'resolve'; name: string }
   | { kind: 'diff'; name: string }
   | { kind: 'template'; name: string };
 
 /** The one reading of the template routes, for the handler and for authorization (http/auth.ts). */
 export function matchTemplateRoute(tail: string): TemplateRoute {
-  let m = /^(.+)\/versions$/.exec(tail);
+  let m = /^(.+)\/versions\/([^/]+)\/changelog$/.exec(tail);
+  if (m) return { kind: 'changelog', name: m[1]!, version: m[2]! };
+  m = /^(.+)\/versions$/.exec(tail);
   if (m) return { kind: 'versions', name: m[1]! };
   m = /^(.+)\/versions\/([^/]+)$/.exec(tail);
   if (m) return { kind: 'version', name: m[1]!, version: m[2]! };
@@ -38,7 +42,8 @@ export function matchTemplateRoute(tail: string): TemplateRoute {
 }
 
 function summary(r: VersionRecord) {
-  const { packages, labels: _labels, ...rest } = r;
+  // the changelog has its own route (versions/VERSION/changelog): the list stays small
+  const { packages, labels: _labels, changelog: _changelog, ...rest } = r;
   return { ...rest, packages: packages.length };
 }
 
@@ -68,6 +73,8 @@ export async function catalogRoutes(app: FastifyInstance, opts: CatalogOptions):
         const record = await catalog.version(name, route.version);
         return { ...record, ...(await catalog.trust(name, record.digest)) };
       }
+      case 'changelog':
+        return catalog.changelog(name, route.version);
       case 'resolve': {
         const record = await catalog.resolve(name, q.range ?? 'latest');
         return { name: record.name, range: q.range ?? 'latest', version: record.version, digest: record.digest, size: record.size };
