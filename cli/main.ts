@@ -25,6 +25,7 @@ const COMMANDS: Record<string, Command> = {
   user: { summary: "manage the registry's users file (add, passwd, scopes, del, list)", load: () => import('./commands/user.ts') },
   pull: { summary: 'pull a template into the host store (verified, deduplicated, safely extracted)', load: () => import('./commands/pull.ts') },
   templates: { summary: 'list cached templates, their sizes and shared bytes', load: () => import('./commands/templates.ts') },
+  outdated: { summary: 'newer versions (same major) of the cached templates and containers, with their package changes', load: () => import('./commands/outdated.ts') },
   create: { summary: 'create a container from a template (create CTID --ostemplate NAME[@RANGE])', load: () => import('./commands/create.ts') },
   exec: { summary: 'run a command in a container with runc/crun', load: () => import('./commands/exec.ts') },
   list: { summary: "list the host's containers", load: () => import('./commands/list.ts') },

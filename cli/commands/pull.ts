@@ -12,16 +12,29 @@ digest while it streams, and extracts each layer once, safely. Concurrent pulls 
 Before any layer is fetched, the trust policy is applied: a template whose entry lists keys must
 carry a signature by one of them for this repository and digest (else exit 1, nothing stored);
 the signatures are kept with the cached template, for the checks of later creates.
+
+      --update          for a NAME without a version: the newest version within the major
+                        version of the highest cached one (NAME@MAJOR.x), not latest; "vztpl
+                        outdated" lists what it would bring
 ${HOST_HELP}${CA_FILE_HELP}
 `;
 
 export async function main(argv: string[]): Promise<number> {
-  const args = parseCommandArgs('pull', argv, { ...HOST_OPTIONS, ...CA_FILE_OPTION }, HELP);
+  const args = parseCommandArgs('pull', argv, { ...HOST_OPTIONS, ...CA_FILE_OPTION, update: { type: 'boolean', default: false } }, HELP);
   if (!args) return 0;
   const [target, ...extra] = args.positionals;
   if (!target || extra.length) throw new UsageError(`pull: name one template\n${HELP}`);
   const req = await templateRequest(target);
   const { store, registry, trustPolicy } = openStore(args.values);
+  if (args.values.update && req.request === 'latest') {
+    // within the major version of the highest cached version of this name (from this source)
+    const { default: semver } = await import('semver');
+    const cached = (await store.refs()).filter((r) => r.name === req.name && (!req.source || r.source === req.source) && semver.valid(r.version));
+    const highest = cached.map((r) => r.version).sort(semver.compare).at(-1);
+    if (!highest) throw new UsageError(`pull --update: ${req.name} is not cached; pull it without --update first`);
+    req.request = `${semver.major(highest)}.x`;
+    if (!req.source) req.source = cached.find((r) => r.version === highest)!.source;
+  }
   const { loadTrustPolicy } = await import('../../cache/trust-policy.ts');
   const policy = await loadTrustPolicy(trustPolicy, store.root);
   const source = await sourceFor(req, registry, args.values['ca-file']);

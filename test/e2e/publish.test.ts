@@ -176,12 +176,64 @@ describe.skipIf(!ready)('vztpl publish, changelog, outdated: a local apt reposit
       expect(l.changelog).toMatchObject({ previous: '1.0.0', recipeChanged: false, added: [], removed: [] });
       expect(l.changelog!.upgraded).toEqual([{ name: PACKAGE, arch: 'all', from: '1.0-1', to: '1.1-1' }]);
     }
+    // the layout publish left holds the published image: inspect shows its changelog
+    const local = await runCli(['inspect', join(work, 'out', NAME)], { env, cleanEnv: true });
+    expect(local.code, local.stderr).toBe(0);
+    expect(local.stdout).toContain(`${NAME} 1.0.1`);
+    expect(local.stdout).toContain('Changes since 1.0.0: recipe unchanged, 1 package change');
+    expect(local.stdout).toContain(`  ${PACKAGE} 1.0-1 -> 1.1-1`);
     const again = await publishOk(reg.host, join(work, 'out'));
     expect(again.map((l) => [l.name, l.status, l.version])).toEqual([
       [NAME, 'unchanged', '1.0.1'],
       [FLAVOR, 'unchanged', '1.0.1'],
     ]);
   }, 900_000);
+
+  it('the catalog API gives the changelog of a version; vztpl inspect of the published version shows it', async () => {
+    const c = await api(`/api/v1/templates/${NAME}/versions/1.0.1/changelog`);
+    expect(c.status).toBe(200);
+    expect(c.body).toMatchObject({ name: NAME, version: '1.0.1', previous: '1.0.0', recipeChanged: false, recorded: true, added: [], removed: [] });
+    expect(c.body.upgraded).toEqual([{ name: PACKAGE, arch: 'all', from: '1.0-1', to: '1.1-1' }]);
+    const first = await api(`/api/v1/templates/${NAME}/versions/1.0.0/changelog`);
+    expect(first.body).toMatchObject({ version: '1.0.0', recipeChanged: true, upgraded: [] });
+    expect(first.body.previous).toBeUndefined();
+    expect((await api(`/api/v1/templates/${NAME}/versions/9.9.9/changelog`)).status).toBe(404);
+    // the versions list stays small: the changelog has its own route
+    const list = await api(`/api/v1/templates/${NAME}/versions`);
+    expect(list.body.versions.every((v: Record<string, unknown>) => !('changelog' in v))).toBe(true);
+
+    const remote = await runCli(['inspect', `${reg.host}/${FLAVOR}:1.0.1`], { env, cleanEnv: true });
+    expect(remote.code, remote.stderr).toBe(0);
+    expect(remote.stdout).toContain(`${FLAVOR} 1.0.1`);
+    expect(remote.stdout).toContain(`  ${PACKAGE} 1.0-1 -> 1.1-1`);
+    const json = await runCli(['inspect', `${reg.host}/${NAME}:1.0.1`, '--json'], { env, cleanEnv: true });
+    expect(JSON.parse(json.stdout).changelog.upgraded).toEqual([{ name: PACKAGE, arch: 'all', from: '1.0-1', to: '1.1-1' }]);
+  });
+
+  it('vztpl outdated reports the container from 1.0.0 and the cached templates; pull --update brings the newest in range', async () => {
+    const r = await h.ok('outdated');
+    expect(r.stdout).toContain(`container pub1: ${NAME} 1.0.0 -> 1.0.1`);
+    expect(r.stdout).toContain(`template ${NAME} 1.0.0 -> 1.0.1`);
+    expect(r.stdout).toContain(`template ${FLAVOR} 1.0.0 -> 1.0.1`);
+    expect(r.stdout).toContain(`  1.0.1: ${PACKAGE} 1.0-1 -> 1.1-1`);
+    const j = JSON.parse((await h.ok('outdated', '--json')).stdout) as { outdated: Array<Record<string, any>>; errors: unknown[] };
+    expect(j.errors).toEqual([]);
+    const ct = j.outdated.find((e) => e.kind === 'container' && e.ctid === 'pub1')!;
+    expect(ct).toMatchObject({ name: NAME, version: '1.0.0', source: reg.url });
+    expect(ct.newer.map((n: { version: string }) => n.version)).toEqual(['1.0.1']);
+    expect(ct.newer[0].changelog.upgraded).toEqual([{ name: PACKAGE, arch: 'all', from: '1.0-1', to: '1.1-1' }]);
+    expect(ct.newer[0].summary).toBe(`${PACKAGE} 1.0-1 -> 1.1-1`);
+
+    const pulled = await h.ok('pull', FLAVOR, '--update');
+    expect(pulled.stdout).toMatch(new RegExp(`^${FLAVOR}:1\\.0\\.1 sha256:`));
+    const after = JSON.parse((await h.ok('outdated', '--json')).stdout) as { outdated: Array<Record<string, any>> };
+    const flavors = after.outdated.filter((e) => e.kind === 'template' && e.name === FLAVOR);
+    expect(flavors.map((e) => [e.version, e.newer.length]).sort()).toEqual([
+      ['1.0.0', 1],
+      ['1.0.1', 0],
+    ]);
+    expect((await h.run('pull', 'never-pulled-x86_64', '--update')).code).toBe(2);
+  }, 300_000);
 
   it('concurrent publishes (fs storage) publish the version once: one wins, the other reports it', async () => {
     await releasePackage(repoDir, work, '1.2-1');
