@@ -12,6 +12,8 @@ APT_PACKAGES=(
   runc
   # tests: RPM fixture repository and OCI clients
   rpm2cpio busybox-static skopeo podman
+  # tests: a local apt repository for publish (apt-ftparchive)
+  apt-utils
   # tests: the host cache against a plain OCI registry (CNCF Distribution, also the peer
   # bench/registry.ts measures vztpl serve against), reflinks on a loop-mounted XFS (mkfs.xfs), filefrag
   docker-registry xfsprogs e2fsprogs
