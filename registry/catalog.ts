@@ -17,7 +17,7 @@ import { OciError } from './errors.ts';
 import type { Registry } from './registry.ts';
 import { isNotFound } from './storage/driver.ts';
 import { aliasesFor, isAliasTag, isValidRange, isVersionTag, resolveRange } from '../format/versions.ts';
-import { MAX_PAYLOAD_SIZE, parsePayload, parseSignatureManifest, repositoryOf, SIGNATURE_ANNOTATION, SignatureFormatError, signatureTag, SIMPLE_SIGNING_MEDIA_TYPE } from '../format/sigstore/index.ts';
+import { MAX_PAYLOAD_SIZE, parsePayload, parseSignatureManifest, repositoryOf, SIGNATURE_ANNOTATION, SignatureFormatError, signatureTag, SIMPLE_SIGNING_MEDIA_TYPE, verifyMessage, type PublicKey } from '../format/sigstore/index.ts';
 import { SPDX_MEDIA_TYPE } from '../format/spdx.ts';
 
 export interface VersionRecord {
@@ -72,8 +72,11 @@ export const catalogPaths = {
 
 export class Catalog {
   readonly registry: Registry;
-  constructor(registry: Registry) {
+  /** The signers' public keys the catalog names signatures by (none: signatures are only described). */
+  readonly signatureKeys: readonly PublicKey[];
+  constructor(registry: Registry, opts: { signatureKeys?: readonly PublicKey[] } = {}) {
     this.registry = registry;
+    this.signatureKeys = opts.signatureKeys ?? [];
   }
 
   /** After a manifest is stored under `tag`: a version gets its record, moves the aliases and rewrites the summary. */
@@ -271,7 +274,7 @@ export class Catalog {
 
   /** Signatures and SBOM of a version's manifest (read now: both may be added after the version). */
   async trust(repo: string, digest: Digest): Promise<VersionTrust> {
-    return versionTrust(this.registry, repo, digest);
+    return versionTrust(this.registry, repo, digest, this.signatureKeys);
   }
 
   /** Each record with its signatures and SBOM, a few versions at a time. */
@@ -308,14 +311,14 @@ export class Catalog {
 
 // ---- signatures and SBOM of a version, as the catalog reports them ----------------------------
 //
-// The registry holds no keys, and a cosign signature does not name its key: an ECDSA signature
-// verifies only against a public key one already has. So the catalog reports what it can
-// check without one, for each signature in the version's signature manifest
-// (sha256-<hex>.sig): the payload's digest, the identity and the manifest digest the payload
-// names, and whether those are this version's. "signed" means: at least one such signature
-// names this version's digest and repository. Whether it verifies, and by which key, is for
-// "vztpl verify --key" (and the hosts' trust policy) to say: "keys" is always absent, never
-// guessed.
+// A cosign signature does not name its key: an ECDSA signature verifies only against a public
+// key one already has. So the catalog reports, for each signature in the version's signature
+// manifest (sha256-<hex>.sig), what it can check without a key: the payload's digest, the
+// identity and the manifest digest the payload names, and whether those are this version's.
+// "signed" means: at least one such signature names this version's digest and repository.
+// When the operator gives the registry its signers' public keys (signatureKeys), a signature
+// that verifies with one is named by that key's fingerprint ("verifiedBy", "signedBy"); any
+// other key is never guessed. Hosts decide trust themselves (vztpl verify, the trust policy).
 
 /** One signature layer, as the catalog can see it without a key. */
 export interface SignatureFacts {
@@ -331,6 +334,8 @@ export interface SignatureFacts {
   matches: boolean;
   /** Why the payload could not be read as a signature, or it has no signature annotation. */
   problem?: string;
+  /** Fingerprint of the registry's signatureKeys key this signature verifies with. */
+  verifiedBy?: string;
 }
 
 export interface SignatureSummary {
@@ -341,6 +346,8 @@ export interface SignatureSummary {
   count: number;
   /** Of those, the ones whose payload names this version (digest and repository). */
   matching: number;
+  /** Fingerprints of the registry's signatureKeys that sign this version (of the matching ones). */
+  signedBy: string[];
   signatures: SignatureFacts[];
   /** Why the signature manifest could not be read (not JSON, not an image manifest, too large). */
   problem?: string;
@@ -364,6 +371,8 @@ export interface SbomLink {
 
 export interface VersionTrust {
   signed: boolean;
+  /** Fingerprints of the registry's signatureKeys that sign this version. */
+  signedBy: string[];
   signatures: SignatureSummary | null;
   /** The newest SBOM referrer (by its created annotation), or null. */
   sbom: SbomLink | null;
@@ -375,7 +384,7 @@ export interface VersionTrust {
 const CATALOG_MAX_PAYLOAD = Math.min(MAX_PAYLOAD_SIZE, 64 * 1024);
 
 /** The signature manifest of `digest` in `repo`, as facts; null when there is none, or it does not parse. */
-export async function signatureSummary(registry: Registry, repo: string, digest: Digest): Promise<SignatureSummary | null> {
+export async function signatureSummary(registry: Registry, repo: string, digest: Digest, keys: readonly PublicKey[] = []): Promise<SignatureSummary | null> {
   const tag = signatureTag(digest);
   let stored;
   try {
@@ -389,7 +398,7 @@ export async function signatureSummary(registry: Registry, repo: string, digest:
     layers = parseSignatureManifest(stored.bytes, stored.mediaType, `${repo}:${tag}`);
   } catch (err) {
     if (!(err instanceof SignatureFormatError)) throw err;
-    return { tag, digest: stored.digest, count: 0, matching: 0, signatures: [], problem: err.message };
+    return { tag, digest: stored.digest, count: 0, matching: 0, signedBy: [], signatures: [], problem: err.message };
   }
   const signatures: SignatureFacts[] = [];
   for (const [i, layer] of layers.entries()) {
@@ -406,17 +415,22 @@ export async function signatureSummary(registry: Registry, repo: string, digest:
     }
     try {
       // content-addressed: the bytes are the ones the layer names
-      const payload = parsePayload(await registry.blobs.getContent(layer.digest));
+      const bytes = await registry.blobs.getContent(layer.digest);
+      const payload = parsePayload(bytes);
       facts.identity = payload.dockerReference;
       facts.signedDigest = payload.digest;
       facts.matches = payload.digest === digest && repositoryPath(payload.dockerReference) === repo;
+      const signature = Buffer.from(layer.annotations[SIGNATURE_ANNOTATION]!, 'base64');
+      const by = keys.find((k) => verifyMessage(k.key, bytes, signature));
+      if (by) facts.verifiedBy = by.fingerprint;
     } catch (err) {
       if (isNotFound(err) || (err instanceof OciError && err.code === 'BLOB_UNKNOWN')) facts.problem = 'payload not in the registry';
       else if (err instanceof SignatureFormatError) facts.problem = err.message;
       else throw err;
     }
   }
-  return { tag, digest: stored.digest, count: signatures.length, matching: signatures.filter((s) => s.matches).length, signatures };
+  const signedBy = [...new Set(signatures.filter((s) => s.matches && s.verifiedBy).map((s) => s.verifiedBy!))];
+  return { tag, digest: stored.digest, count: signatures.length, matching: signatures.filter((s) => s.matches).length, signedBy, signatures };
 }
 
 /** The repository path of a docker reference: without its registry host (the registry does not know the name clients use for it). */
@@ -427,8 +441,8 @@ function repositoryPath(dockerReference: string): string {
 }
 
 /** Signatures and SBOM of one version's manifest. */
-export async function versionTrust(registry: Registry, repo: string, digest: Digest): Promise<VersionTrust> {
-  const [signatures, referrers] = await Promise.all([signatureSummary(registry, repo, digest), registry.manifests.referrers(repo, digest)]);
+export async function versionTrust(registry: Registry, repo: string, digest: Digest, keys: readonly PublicKey[] = []): Promise<VersionTrust> {
+  const [signatures, referrers] = await Promise.all([signatureSummary(registry, repo, digest, keys), registry.manifests.referrers(repo, digest)]);
   const sboms: Array<{ digest: Digest; mediaType: string; size: number; manifest: { layers?: Array<{ mediaType?: string; digest?: string; size?: number }>; annotations?: Record<string, string> } }> = [];
   for (const referrer of referrers) {
     const m = await registry.manifests.get(repo, referrer).catch(() => undefined);
@@ -446,7 +460,7 @@ export async function versionTrust(registry: Registry, repo: string, digest: Dig
   let sbom: SbomLink | null = null;
   if (newest) {
     const layer = newest.manifest.layers?.find((l) => l?.mediaType === SPDX_MEDIA_TYPE);
-    const sbomSignatures = await signatureSummary(registry, repo, newest.digest);
+    const sbomSignatures = await signatureSummary(registry, repo, newest.digest, keys);
     sbom = {
       digest: newest.digest,
       mediaType: newest.mediaType,
@@ -461,7 +475,7 @@ export async function versionTrust(registry: Registry, repo: string, digest: Dig
       signatures: sbomSignatures,
     };
   }
-  return { signed: (signatures?.matching ?? 0) > 0, signatures, sbom, sboms: sboms.length };
+  return { signed: (signatures?.matching ?? 0) > 0, signedBy: signatures?.signedBy ?? [], signatures, sbom, sboms: sboms.length };
 }
 
 function matches(latest: VersionRecord, filter: SearchFilter): boolean {

@@ -56,6 +56,11 @@ export const configSchema = z.strictObject({
     })
     .transform((t) => ({ cert: t.cert!, key: t.key! }))
     .optional(),
+  /**
+   * Public keys (PEM files) of the template signers the catalog names: a signature that verifies
+   * with one of them is reported with the key's fingerprint. The registry checks nothing else.
+   */
+  signatureKeys: z.array(z.string().min(1, 'must name a public key file (PEM)')).default([]),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Seconds to wait for in-flight requests on SIGTERM before closing anyway. */
   shutdownTimeout: z.number().int().positive().default(30),
@@ -83,7 +88,7 @@ export type RegistryConfig = z.infer<typeof configSchema>;
 
 type Source = 'file' | 'env' | 'flag';
 
-const ENV: Record<string, { path: string[]; type: 'string' | 'boolean' | 'number' }> = {
+const ENV: Record<string, { path: string[]; type: 'string' | 'boolean' | 'number' | 'list' }> = {
   VZTPL_LISTEN: { path: ['listen'], type: 'string' },
   VZTPL_STORAGE: { path: ['storage'], type: 'string' },
   VZTPL_S3_ENDPOINT: { path: ['s3', 'endpoint'], type: 'string' },
@@ -93,6 +98,7 @@ const ENV: Record<string, { path: string[]; type: 'string' | 'boolean' | 'number
   VZTPL_TLS_CERT: { path: ['tls', 'cert'], type: 'string' },
   VZTPL_TLS_KEY: { path: ['tls', 'key'], type: 'string' },
   VZTPL_LOG_LEVEL: { path: ['logLevel'], type: 'string' },
+  VZTPL_SIGNATURE_KEYS: { path: ['signatureKeys'], type: 'list' },
   VZTPL_SHUTDOWN_TIMEOUT: { path: ['shutdownTimeout'], type: 'number' },
   VZTPL_AUTH_ENABLED: { path: ['auth', 'enabled'], type: 'boolean' },
   VZTPL_AUTH_ANONYMOUS_PULL: { path: ['auth', 'anonymousPull'], type: 'boolean' },
@@ -114,8 +120,10 @@ function set(target: Record<string, unknown>, path: string[], value: unknown): v
   node[path.at(-1)!] = value;
 }
 
-function convert(name: string, raw: string, type: 'string' | 'boolean' | 'number'): unknown {
+function convert(name: string, raw: string, type: 'string' | 'boolean' | 'number' | 'list'): unknown {
   if (type === 'string') return raw;
+  // Comma-separated, as PATH-like lists of files are.
+  if (type === 'list') return raw.split(',').map((item) => item.trim()).filter(Boolean);
   if (type === 'number') {
     if (!/^\d+$/.test(raw)) throw new UsageError(`${name}=${raw}: must be a whole number`);
     return Number(raw);

@@ -9,6 +9,7 @@ import { catalogRoutes } from './http/catalog.ts';
 import { ociErrorHandler, v2Routes } from './http/v2.ts';
 import { Metrics, metricsPlugin } from './metrics.ts';
 import { Registry } from './registry.ts';
+import type { PublicKey } from '../format/sigstore/public-key.ts';
 import type { StorageDriver } from './storage/driver.ts';
 
 export interface ServerOptions {
@@ -30,6 +31,8 @@ export interface ServerOptions {
    * them, and swaps them later with app.server.setSecureContext). Absent: plain HTTP.
    */
   https?: { cert: Buffer; key: Buffer };
+  /** Public keys of the template signers the catalog names by fingerprint (config signatureKeys). */
+  signatureKeys?: readonly PublicKey[];
 }
 
 const HOUR = 3600_000;
@@ -38,7 +41,7 @@ const SWEEP_WAIT_MS = 2000;
 export async function buildServer(opts: ServerOptions): Promise<{ app: FastifyInstance; registry: Registry; catalog: Catalog; metrics: Metrics }> {
   const metrics = new Metrics();
   const registry = new Registry(metrics.instrument(opts.driver));
-  const catalog = new Catalog(registry);
+  const catalog = new Catalog(registry, { signatureKeys: opts.signatureKeys ?? [] });
   const app = Fastify({
     // The token realm in challenges follows the scheme: req.protocol is https on a TLS socket.
     ...(opts.https ? { https: { cert: opts.https.cert, key: opts.https.key } } : {}),

@@ -23,6 +23,9 @@ fails is logged and the certificate in use stays). Without them the registry ser
 as Distribution does; clients then need http://HOST:PORT unless it is a loopback address, and a
 warning is logged when listening on any other address.
 
+Signers (config "signatureKeys: [FILE, ...]" or VZTPL_SIGNATURE_KEYS, comma-separated): public
+keys (PEM) the template catalog names signatures by, with the key's fingerprint.
+
 Access control (config "auth:", or VZTPL_AUTH_ENABLED, VZTPL_AUTH_ANONYMOUS_PULL,
 VZTPL_AUTH_USERS_FILE, VZTPL_AUTH_TOKEN_TTL, VZTPL_AUTH_SECRET, VZTPL_AUTH_REALM, and the
 password-guessing limits auth.limits / VZTPL_AUTH_FAILURES_PER_ADDRESS, _FAILURES_PER_USER,
@@ -73,6 +76,20 @@ export async function main(argv: string[]): Promise<number> {
   // The certificate before anything else: a bad one stops start-up (exit 2) naming the file.
   const tlsModule = config.tls ? await import('../../registry/tls.ts') : undefined;
   const tls = tlsModule && config.tls ? await tlsModule.loadTlsMaterial(config.tls) : undefined;
+  // The signers' public keys the catalog names: a bad file stops start-up (exit 2) naming it.
+  const signatureKeys = [];
+  if (config.signatureKeys.length) {
+    const [{ readFileSync }, { parsePublicKey }] = await Promise.all([import('node:fs'), import('../../format/sigstore/public-key.ts')]);
+    for (const file of config.signatureKeys) {
+      let text: string;
+      try {
+        text = readFileSync(file, 'utf8');
+      } catch (err) {
+        throw new UsageError(`signatureKeys: cannot read ${file}: ${(err as Error).message}`);
+      }
+      signatureKeys.push(parsePublicKey(text, file));
+    }
+  }
   const { createDriver } = await import('../../registry/storage/factory.ts');
   const { buildServer } = await import('../../registry/server.ts');
   const driver = await createDriver(config);
@@ -94,6 +111,7 @@ export async function main(argv: string[]): Promise<number> {
     redirectBlobs: config.s3.redirect,
     auth: config.auth,
     https: tls ? { cert: tls.cert, key: tls.key } : undefined,
+    signatureKeys,
   });
   const { host, port } = parseListen(config.listen);
   await app.listen({ host, port });
