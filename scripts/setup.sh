@@ -12,6 +12,8 @@ APT_PACKAGES=(
   runc
   # tests: RPM fixture repository and OCI clients
   rpm2cpio busybox-static skopeo podman
+  # tests: the web catalog in a real browser
+  chromium
   # tests: a local apt repository for publish (apt-ftparchive)
   apt-utils
   # tests: the host cache against a plain OCI registry (CNCF Distribution, also the peer
