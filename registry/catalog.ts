@@ -256,16 +256,7 @@ export class Catalog {
    * whether the recipe digest differs.
    */
   async changelog(repo: string, version: string): Promise<VersionChangelog> {
-    const records = await this.versions(repo);
-    const record = records.find((r) => r.version === version);
-    if (!record) throw new OciError('MANIFEST_UNKNOWN', records.length ? `${repo} has no version ${version}` : `no template named ${repo}`);
-    const head = { name: repo, version, digest: record.digest };
-    if (record.changelog) return { ...head, ...record.changelog, recorded: true };
-    const previous = records.filter((r) => !semver.prerelease(r.version) && compareVersions(r.version, version) < 0).at(-1);
-    if (!previous) return { ...head, recipeChanged: true, added: [], removed: [], upgraded: [], recorded: false };
-    const diff = packageDiff(previous.packages, record.packages);
-    const recipe = (r: VersionRecord) => r.labels[Label.recipeDigest];
-    return { ...head, previous: previous.version, recipeChanged: recipe(previous) !== recipe(record), added: diff.added, removed: diff.removed, upgraded: diff.changed, recorded: false };
+    return changelogFrom(repo, await this.versions(repo), version);
   }
 
   async versions(repo: string): Promise<VersionRecord[]> {
@@ -476,6 +467,19 @@ export async function versionTrust(registry: Registry, repo: string, digest: Dig
     };
   }
   return { signed: (signatures?.matching ?? 0) > 0, signedBy: signatures?.signedBy ?? [], signatures, sbom, sboms: sboms.length };
+}
+
+/** The changelog of `version` given the template's records (all of them, lowest first): see Catalog.changelog. */
+export function changelogFrom(repo: string, records: readonly VersionRecord[], version: string): VersionChangelog {
+  const record = records.find((r) => r.version === version);
+  if (!record) throw new OciError('MANIFEST_UNKNOWN', records.length ? `${repo} has no version ${version}` : `no template named ${repo}`);
+  const head = { name: repo, version, digest: record.digest };
+  if (record.changelog) return { ...head, ...record.changelog, recorded: true };
+  const previous = records.filter((r) => !semver.prerelease(r.version) && compareVersions(r.version, version) < 0).at(-1);
+  if (!previous) return { ...head, recipeChanged: true, added: [], removed: [], upgraded: [], recorded: false };
+  const diff = packageDiff(previous.packages, record.packages);
+  const recipe = (r: VersionRecord) => r.labels[Label.recipeDigest];
+  return { ...head, previous: previous.version, recipeChanged: recipe(previous) !== recipe(record), added: diff.added, removed: diff.removed, upgraded: diff.changed, recorded: false };
 }
 
 function matches(latest: VersionRecord, filter: SearchFilter): boolean {

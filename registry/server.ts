@@ -1,5 +1,5 @@
-// Builds the registry's fastify app: the OCI Distribution API, the template catalog API and the
-// health endpoint, over one storage driver. Plugins are encapsulated; errors are OCI JSON.
+// Builds the registry's fastify app: the OCI Distribution API, the template catalog API, its web
+// pages (at /) and the health endpoint, over one storage driver. Plugins are encapsulated; errors are OCI JSON.
 import { setTimeout as sleep } from 'node:timers/promises';
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { prepareAuth, type AuthConfig } from './auth/setup.ts';
@@ -7,6 +7,7 @@ import { Catalog } from './catalog.ts';
 import { authRoutes } from './http/auth.ts';
 import { catalogRoutes } from './http/catalog.ts';
 import { ociErrorHandler, v2Routes } from './http/v2.ts';
+import { webRoutes } from './http/web.ts';
 import { Metrics, metricsPlugin } from './metrics.ts';
 import { Registry } from './registry.ts';
 import type { PublicKey } from '../format/sigstore/public-key.ts';
@@ -90,6 +91,7 @@ export async function buildServer(opts: ServerOptions): Promise<{ app: FastifyIn
     onTagsDeleted: (repo, tags) => catalog.deleted(repo, tags),
   });
   await app.register(catalogRoutes, { registry, catalog });
+  await app.register(webRoutes, { registry, catalog, auth: !!auth });
   return { app, registry, catalog, metrics };
 }
 

@@ -10,6 +10,8 @@
 //   GET /v2/ answers 401 to anonymous callers even when anonymous pull is on, so that clients
 //   (podman, skopeo, docker) take the token route.
 // - GET /api/v1/templates (search) lists only templates the caller may pull.
+// - The catalog's web pages (http/web.ts) are open to anyone; each visitor is identified here as
+//   for the API (bad credentials: 401), and the pages show only what the visitor may pull.
 // - Basic credentials (here and on /token) go through PasswordGuard (auth/guard.ts): too many
 //   failed logins get 429, too many checks waiting 503, both with Retry-After and no check.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -20,6 +22,7 @@ import { passwordFingerprint, SERVICE, signToken, verifyToken, type TokenClaims 
 import { OciError } from '../errors.ts';
 import { matchTemplateRoute, SEARCH_URL, TEMPLATE_URL } from './catalog.ts';
 import { matchRoute } from './v2.ts';
+import { setWebVisitor, WEB_HOME_URL, WEB_TEMPLATE_URL } from './web.ts';
 
 const MAX_SCOPES = 64;
 
@@ -33,7 +36,9 @@ interface Identity {
 type Need =
   | { kind: 'authenticated' }
   | { kind: 'access'; access: Access[]; mount?: { from: string } }
-  | { kind: 'search' };
+  | { kind: 'search' }
+  /** A catalog page (http/web.ts): anyone may ask; it shows only what the visitor may pull. */
+  | { kind: 'web' };
 
 type Failure =
   | { status: 401; reason: string; scope?: Access[]; error?: 'invalid_token' | 'insufficient_scope' }
@@ -60,6 +65,7 @@ export function requiredAccess(req: FastifyRequest): Need | undefined {
     return need;
   }
   if (url === SEARCH_URL && method === 'GET') return { kind: 'search' };
+  if ((url === WEB_HOME_URL || url === WEB_TEMPLATE_URL) && method === 'GET') return { kind: 'web' };
   if (url === TEMPLATE_URL && method === 'GET') {
     const { name } = matchTemplateRoute((req.params as { '*': string })['*']);
     return { kind: 'access', access: [{ type: 'repository', name, actions: ['pull'] }] };
@@ -177,6 +183,13 @@ async function authPlugin(app: FastifyInstance, auth: AuthRuntime): Promise<void
     const identity = await identify(req);
     if ('status' in identity) return fail(req, reply, identity.status === 401 ? { ...identity, scope: need.kind === 'access' ? need.access : undefined } : identity);
     identities.set(req, identity);
+    if (need.kind === 'web') {
+      setWebVisitor(req, {
+        mayPull: (name) => !authorize(identity, [{ type: 'repository', name, actions: ['pull'] }]),
+        ...(identity.principal.kind === 'anonymous' && !auth.anonymousPull ? { note: 'This registry shows templates to signed-in users only.' } : {}),
+      });
+      return;
+    }
     if (need.kind === 'authenticated' || need.kind === 'search') {
       // Anonymous callers must take the token route (GET /v2/), or have nothing to find.
       if (identity.via === 'none' && (need.kind === 'authenticated' || !auth.anonymousPull)) return fail(req, reply, { status: 401, reason: 'authentication required' });
