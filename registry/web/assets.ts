@@ -47,7 +47,7 @@ td.wrap { overflow-wrap: anywhere; }
 .badge { display: inline-block; padding: 0 .45rem; border-radius: 999px; font-size: .78rem; border: 1px solid currentColor; white-space: nowrap; }
 .badge.ok { color: var(--ok); } .badge.warn { color: var(--warn); } .badge.none { color: var(--muted); }
 .tag { display: inline-block; background: var(--code); border-radius: 4px; padding: 0 .35rem; margin: 0 .2rem .2rem 0; font-size: .82rem; }
-dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: .3rem 1rem; margin: 0; }
+dl.facts { display: grid; grid-template-columns: max-content minmax(0, 1fr); gap: .3rem 1rem; margin: 0; }
 dl.facts dt { color: var(--muted); }
 dl.facts dd { margin: 0; overflow-wrap: anywhere; }
 .cmd { display: flex; gap: .5rem; align-items: center; margin: .3rem 0; }
@@ -55,13 +55,14 @@ dl.facts dd { margin: 0; overflow-wrap: anywhere; }
 tr.added td { background: var(--added); } tr.removed td { background: var(--removed); } tr.changed td { background: var(--changed); }
 .filter { margin: 0 0 .6rem; display: flex; gap: .6rem; align-items: center; flex-wrap: wrap; }
 .filter input { flex: 1; max-width: 24rem; }
-.grid2 { display: grid; grid-template-columns: 1fr 1fr; gap: 1rem; }
+.grid2 { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 1rem; }
+.grid2 > *, .cmd pre, main { min-width: 0; }
 .empty { padding: 1rem; color: var(--muted); }
 footer { max-width: 72rem; margin: 2rem auto; padding: 0 1rem; color: var(--muted); font-size: .85rem; }
 [hidden] { display: none !important; }
 @media (max-width: 640px) {
   body { font-size: 14px; }
-  .grid2 { grid-template-columns: 1fr; }
+  .grid2 { grid-template-columns: minmax(0, 1fr); }
   th, td { padding: .4rem .5rem; }
   .hide-sm { display: none; }
   dl.facts { grid-template-columns: 1fr; }
