@@ -51,7 +51,7 @@ dl.facts { display: grid; grid-template-columns: max-content minmax(0, 1fr); gap
 dl.facts dt { color: var(--muted); }
 dl.facts dd { margin: 0; overflow-wrap: anywhere; }
 .cmd { display: flex; gap: .5rem; align-items: center; margin: .3rem 0; }
-.cmd pre { flex: 1; }
+.cmd pre { flex: 1; white-space: pre-wrap; overflow-wrap: anywhere; }
 tr.added td { background: var(--added); } tr.removed td { background: var(--removed); } tr.changed td { background: var(--changed); }
 .filter { margin: 0 0 .6rem; display: flex; gap: .6rem; align-items: center; flex-wrap: wrap; }
 .filter input { flex: 1; max-width: 24rem; }
