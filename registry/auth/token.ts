@@ -18,6 +18,8 @@ export interface TokenClaims {
   access: Access[];
   /** Fingerprint of the user's password hash when the token was issued. */
   pwd?: string;
+  /** A web catalog session (the vztpl_session cookie): honored by the catalog's pages only, never as a Bearer token. */
+  web?: true;
 }
 
 const HEADER = Buffer.from(JSON.stringify({ alg: 'HS256', typ: 'JWT' })).toString('base64url');

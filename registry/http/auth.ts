@@ -12,6 +12,12 @@
 // - GET /api/v1/templates (search) lists only templates the caller may pull.
 // - The catalog's web pages (http/web.ts) are open to anyone; each visitor is identified here as
 //   for the API (bad credentials: 401), and the pages show only what the visitor may pull.
+//   A page request without an Authorization header may instead carry the vztpl_session cookie
+//   set by the sign-in form (POST /-/login): a token from signToken (same secret and TTL) marked
+//   `web`, naming the user; the visitor is that user with their current scopes, and a removed
+//   user or changed password ends the session as it revokes tokens. The cookie is read for the
+//   pages only, never for /v2/ or /api/v1/ (no CSRF surface there), and a session token is
+//   refused as a Bearer token.
 // - Basic credentials (here and on /token) go through PasswordGuard (auth/guard.ts): too many
 //   failed logins get 429, too many checks waiting 503, both with Retry-After and no check.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -22,14 +28,14 @@ import { passwordFingerprint, SERVICE, signToken, verifyToken, type TokenClaims 
 import { OciError } from '../errors.ts';
 import { matchTemplateRoute, SEARCH_URL, TEMPLATE_URL } from './catalog.ts';
 import { matchRoute } from './v2.ts';
-import { setWebVisitor, WEB_HOME_URL, WEB_TEMPLATE_URL } from './web.ts';
+import { sessionToken, setWebVisitor, WEB_HOME_URL, WEB_LOGIN_URL, WEB_LOGOUT_URL, WEB_TEMPLATE_URL, type SignIn } from './web.ts';
 
 const MAX_SCOPES = 64;
 
 interface Identity {
   principal: Principal;
-  /** How the caller authenticated: no credentials, Basic, or a token (with its access list). */
-  via: 'none' | 'basic' | 'token';
+  /** How the caller authenticated: no credentials, Basic, a token (with its access list), or a web session cookie. */
+  via: 'none' | 'basic' | 'token' | 'session';
   access?: Access[];
 }
 
@@ -65,7 +71,8 @@ export function requiredAccess(req: FastifyRequest): Need | undefined {
     return need;
   }
   if (url === SEARCH_URL && method === 'GET') return { kind: 'search' };
-  if ((url === WEB_HOME_URL || url === WEB_TEMPLATE_URL) && method === 'GET') return { kind: 'web' };
+  if ((url === WEB_HOME_URL || url === WEB_TEMPLATE_URL || url === WEB_LOGIN_URL) && method === 'GET') return { kind: 'web' };
+  if ((url === WEB_LOGIN_URL || url === WEB_LOGOUT_URL) && method === 'POST') return { kind: 'web' };
   if (url === TEMPLATE_URL && method === 'GET') {
     const { name } = matchTemplateRoute((req.params as { '*': string })['*']);
     return { kind: 'access', access: [{ type: 'repository', name, actions: ['pull'] }] };
@@ -122,12 +129,43 @@ async function authPlugin(app: FastifyInstance, auth: AuthRuntime): Promise<void
       const verified = verifyToken(auth.secret, value);
       if (!verified.ok) return { status: 401, reason: verified.reason, error: 'invalid_token' };
       const claims: TokenClaims = verified.claims;
+      if (claims.web) return { status: 401, reason: 'a web session is not an API token', error: 'invalid_token' };
       if (claims.sub === '') return { principal: { kind: 'anonymous' }, via: 'token', access: claims.access };
       const user = await auth.users.get(claims.sub);
       if (!user || claims.pwd !== passwordFingerprint(auth.secret, user.password)) return { status: 401, reason: 'token revoked (user removed or password changed)', error: 'invalid_token' };
       return { principal: { kind: 'user', user }, via: 'token', access: claims.access };
     }
     return { status: 401, reason: `unsupported authorization scheme ${scheme}` };
+  }
+
+  /**
+   * The visitor a page's vztpl_session cookie names, or undefined (no cookie, or one that no
+   * longer holds: expired, not a session, user removed or password changed).
+   */
+  async function session(req: FastifyRequest): Promise<Identity | undefined> {
+    const token = sessionToken(req);
+    if (!token) return undefined;
+    const verified = verifyToken(auth.secret, token);
+    if (!verified.ok || !verified.claims.web || !verified.claims.sub) return undefined;
+    const user = await auth.users.get(verified.claims.sub);
+    if (!user || verified.claims.pwd !== passwordFingerprint(auth.secret, user.password)) return undefined;
+    return { principal: { kind: 'user', user }, via: 'session' };
+  }
+
+  /** The sign-in form's check: the same guarded path as Basic credentials, then a session token. */
+  function signIn(req: FastifyRequest): SignIn {
+    return async (name, password) => {
+      const checked: CheckResult = name && !name.includes(':') ? await guard.check(name, password, req.ip, (n) => auth.users.get(n), req.log) : { ok: false, kind: 'invalid' };
+      if (!checked.ok) {
+        req.log.info({ audit: 'web-login-failed', result: checked.kind }, 'web sign-in failed');
+        return checked.kind === 'invalid' ? { ok: false, status: 401 } : { ok: false, ...refusal(checked) };
+      }
+      const now = Math.floor(Date.now() / 1000);
+      const user = checked.user;
+      const token = signToken(auth.secret, { sub: user.name, iat: now, exp: now + auth.tokenTtl, access: [], pwd: passwordFingerprint(auth.secret, user.password), web: true });
+      req.log.info({ audit: 'web-login', user: user.name }, 'web sign-in');
+      return { ok: true, token, maxAge: auth.tokenTtl };
+    };
   }
 
   function refusal(checked: Extract<CheckResult, { kind: 'limited' | 'busy' }>): Refusal {
@@ -180,13 +218,17 @@ async function authPlugin(app: FastifyInstance, auth: AuthRuntime): Promise<void
   app.addHook('onRequest', async (req, reply) => {
     const need = requiredAccess(req);
     if (!need) return;
-    const identity = await identify(req);
+    const fromSession = need.kind === 'web' && !req.headers.authorization ? await session(req) : undefined;
+    const identity = fromSession ?? (await identify(req));
     if ('status' in identity) return fail(req, reply, identity.status === 401 ? { ...identity, scope: need.kind === 'access' ? need.access : undefined } : identity);
     identities.set(req, identity);
     if (need.kind === 'web') {
       setWebVisitor(req, {
         mayPull: (name) => !authorize(identity, [{ type: 'repository', name, actions: ['pull'] }]),
         ...(identity.principal.kind === 'anonymous' && !auth.anonymousPull ? { note: 'This registry shows templates to signed-in users only.' } : {}),
+        ...(identity.principal.kind === 'user' ? { user: identity.principal.user.name, session: identity.via === 'session' } : {}),
+        ...(identity.via === 'none' && sessionToken(req) ? { staleSession: true } : {}),
+        signIn: signIn(req),
       });
       return;
     }

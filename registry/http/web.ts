@@ -9,6 +9,13 @@
 //   /t/NAME/-/VERSION          layers and their steps, labels, packages, changelog, trust
 //   /t/NAME/-/diff?from=&to=   packages added, removed, changed
 //   /-/static/catalog.{css,js}
+//   /-/login                   (auth on) GET: the sign-in form; POST: sign in, set vztpl_session
+//   /-/logout                  (auth on) POST: clear vztpl_session
+//
+// Signing in: the auth plugin checks the password as for Basic credentials (its guard's limits,
+// 429) and signs a session token with the registry's token secret and TTL; it goes into the
+// vztpl_session cookie (HttpOnly; SameSite=Strict; Path=/; Secure over HTTPS; Max-Age = TTL),
+// which only the pages read. POSTs are also checked for a same-origin Origin (or Referer).
 //
 // Template names never have a component starting with '-', so /-/ cannot be part of one.
 // Pages send a strict Content-Security-Policy: no inline script or style, same-origin files only.
@@ -19,7 +26,7 @@ import { changelogFrom, packageDiff, type Catalog, type SearchFilter, type Versi
 import { OciError } from '../errors.ts';
 import type { Registry } from '../registry.ts';
 import { CSS, JS } from '../web/assets.ts';
-import { diffPage, errorPage, homePage, STATIC, templatePage, versionPage, type LayerRow, type PageContext } from '../web/pages.ts';
+import { diffPage, errorPage, homePage, loginPage, STATIC, templatePage, versionPage, withAccount, type LayerRow, type PageContext } from '../web/pages.ts';
 
 export interface WebOptions {
   registry: Registry;
@@ -30,6 +37,26 @@ export interface WebOptions {
 
 export const WEB_HOME_URL = '/';
 export const WEB_TEMPLATE_URL = '/t/*';
+export const WEB_LOGIN_URL = '/-/login';
+export const WEB_LOGOUT_URL = '/-/logout';
+export const SESSION_COOKIE = 'vztpl_session';
+
+/** The vztpl_session cookie's value, if the request carries one. */
+export function sessionToken(req: FastifyRequest): string | undefined {
+  const header = req.headers.cookie;
+  if (!header) return undefined;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq !== -1 && part.slice(0, eq).trim() === SESSION_COOKIE) return part.slice(eq + 1).trim() || undefined;
+  }
+  return undefined;
+}
+
+/** The sign-in check the auth plugin hands a page request. */
+export type SignIn = (
+  name: string,
+  password: string,
+) => Promise<{ ok: true; token: string; maxAge: number } | { ok: false; status: 401 } | { ok: false; status: 429 | 503; retryAfter: number }>;
 
 export const CONTENT_SECURITY_POLICY =
   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
@@ -50,6 +77,13 @@ export interface WebVisitor {
   mayPull(name: string): boolean;
   /** Shown on the home page: why the visitor may see nothing (anonymous, with anonymous pull off). */
   note?: string;
+  /** The signed-in user's name. */
+  user?: string;
+  /** The user signed in with the form (the vztpl_session cookie). */
+  session?: boolean;
+  /** A vztpl_session cookie came that no longer holds (expired, user removed, password changed): cleared. */
+  staleSession?: boolean;
+  signIn?: SignIn;
 }
 
 const visitors = new WeakMap<FastifyRequest, WebVisitor>();
@@ -71,14 +105,24 @@ export async function webRoutes(app: FastifyInstance, opts: WebOptions): Promise
   });
 
   app.setErrorHandler((err: unknown, req, reply) => {
-    const status = err instanceof NotFound ? 404 : err instanceof OciError ? (err.status >= 500 ? err.status : err.status === 400 ? 400 : 404) : 500;
+    const code = (err as { statusCode?: unknown }).statusCode;
+    const status =
+      err instanceof NotFound ? 404 : err instanceof OciError ? (err.status >= 500 ? err.status : err.status === 400 ? 400 : 404) : typeof code === 'number' && code >= 400 && code < 500 ? code : 500;
     if (status >= 500) req.log.error({ err }, 'catalog page failed');
-    const message = err instanceof NotFound || err instanceof OciError ? err.message : 'The page could not be rendered; the registry log says why.';
+    const message = err instanceof NotFound || err instanceof OciError ? err.message : status < 500 ? 'The request could not be read.' : 'The page could not be rendered; the registry log says why.';
     return sendPage(reply.code(status), errorPage(status, message));
   });
 
   function sendPage(reply: FastifyReply, page: string): FastifyReply {
-    return reply.header('Content-Type', 'text/html; charset=utf-8').header('Cache-Control', 'no-store').send(page);
+    const req = reply.request;
+    const visitor = visitors.get(req);
+    if (visitor?.staleSession) reply.header('Set-Cookie', sessionCookie(req, '', 0));
+    const account = opts.auth ? { user: visitor?.user ?? null, session: !!visitor?.session, here: req.url } : undefined;
+    return reply.header('Content-Type', 'text/html; charset=utf-8').header('Cache-Control', 'no-store').send(withAccount(page, account));
+  }
+
+  function sessionCookie(req: FastifyRequest, value: string, maxAge: number): string {
+    return `${SESSION_COOKIE}=${value}; Max-Age=${maxAge}; Path=/; HttpOnly; SameSite=Strict${req.protocol === 'https' ? '; Secure' : ''}`;
   }
 
   /** The visitor's pull check: everything with auth off, what the auth plugin decided with it on. */
@@ -144,6 +188,58 @@ export async function webRoutes(app: FastifyInstance, opts: WebOptions): Promise
       }
     }
   });
+
+  if (opts.auth) signInRoutes(app);
+
+  /** Sign in and out (auth on); the auth plugin has identified the visitor and handed over its check. */
+  function signInRoutes(app: FastifyInstance): void {
+    app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 8192 }, (_req, body, done) => {
+      done(null, Object.fromEntries(new URLSearchParams(body as string)));
+    });
+    const field = (req: FastifyRequest, name: string) => {
+      const v = (req.body as Record<string, unknown> | undefined)?.[name];
+      return typeof v === 'string' ? v : '';
+    };
+    /** Where to go after signing in: a path on this site only. */
+    const next = (v: unknown) => (typeof v === 'string' && /^\/(?![/\\])[^\0-\x1f]*$/.test(v) ? v : '/');
+    /**
+     * A POST made by a page of this site: its Origin (or, without one, its Referer) names this
+     * host. With SameSite=Strict cookies this keeps other sites from signing a visitor in or out.
+     */
+    const sameOrigin = (req: FastifyRequest) => {
+      const host = req.headers.host;
+      const from = req.headers.origin ?? req.headers.referer;
+      if (!host || !from || from === 'null') return false;
+      try {
+        return new URL(from).host === host;
+      } catch {
+        return false;
+      }
+    };
+    const forbidden = (reply: FastifyReply) => sendPage(reply.code(403), errorPage(403, 'This form must be sent from a page of this registry.'));
+
+    app.get(WEB_LOGIN_URL, async (req, reply) => sendPage(reply, loginPage(next((req.query as Record<string, unknown>).next))));
+
+    app.post(WEB_LOGIN_URL, async (req, reply) => {
+      if (!sameOrigin(req)) return forbidden(reply);
+      const signIn = visitors.get(req)?.signIn;
+      if (!signIn) return forbidden(reply);
+      const to = next(field(req, 'next'));
+      const name = field(req, 'username').slice(0, 256);
+      const result = await signIn(name, field(req, 'password').slice(0, 1024));
+      if (result.ok) {
+        return reply.code(303).header('Set-Cookie', sessionCookie(req, result.token, result.maxAge)).header('Cache-Control', 'no-store').header('Location', to).send();
+      }
+      if (result.status === 401) return sendPage(reply.code(401), loginPage(to, 'Invalid username or password.', name));
+      reply.code(result.status).header('Retry-After', String(result.retryAfter));
+      return sendPage(reply, loginPage(to, result.status === 429 ? `Too many failed sign-ins; try again in ${result.retryAfter} seconds.` : 'The registry is busy; try again in a moment.', name));
+    });
+
+    app.post(WEB_LOGOUT_URL, async (req, reply) => {
+      if (!sameOrigin(req)) return forbidden(reply);
+      return reply.code(303).header('Set-Cookie', sessionCookie(req, '', 0)).header('Cache-Control', 'no-store').header('Location', '/').send();
+    });
+  }
 
   /** The manifest's layers with the history step that made each (two reads: manifest and config). */
   async function layersOf(record: VersionRecord): Promise<LayerRow[]> {

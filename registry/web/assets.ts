@@ -24,6 +24,10 @@ header.top { border-bottom: 1px solid var(--line); background: var(--panel); }
 header.top .in { max-width: 72rem; margin: 0 auto; padding: .7rem 1rem; display: flex; gap: 1rem; align-items: baseline; flex-wrap: wrap; }
 header.top .brand { font-weight: 700; font-size: 1.1rem; color: var(--fg); }
 header.top .crumbs { color: var(--muted); overflow-wrap: anywhere; }
+header.top .account { margin-left: auto; display: flex; gap: .6rem; align-items: baseline; color: var(--muted); }
+header.top .account form { margin: 0; }
+form.login { display: grid; gap: .7rem; max-width: 22rem; }
+.error { color: var(--bad); }
 main { max-width: 72rem; margin: 0 auto; padding: 1rem; }
 h1 { font-size: 1.5rem; margin: .4rem 0 1rem; overflow-wrap: anywhere; }
 h2 { font-size: 1.15rem; margin: 1.8rem 0 .6rem; }

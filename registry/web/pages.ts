@@ -4,7 +4,7 @@
 import type { Digest } from '../../format/digest.ts';
 import type { HistoryEntry, LockedPackage, PackageChange } from '../../format/oci.ts';
 import type { SearchFilter, VersionChangelog, VersionRecord, VersionTrust } from '../catalog.ts';
-import { html, type Html } from './html.ts';
+import { html, raw, type Html } from './html.ts';
 
 export const STATIC = { css: '/-/static/catalog.css', js: '/-/static/catalog.js' };
 
@@ -15,6 +15,8 @@ export const links = {
   version: (name: string, version: string) => `/t/${enc(name)}/-/${encodeURIComponent(version)}`,
   diff: (name: string, from?: string, to?: string) =>
     `/t/${enc(name)}/-/diff${from && to ? `?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}` : ''}`,
+  login: (next?: string) => `/-/login${next && next !== '/' ? `?next=${encodeURIComponent(next)}` : ''}`,
+  logout: '/-/logout',
   search: (filter: SearchFilter) => `/?${new URLSearchParams(Object.entries(filter).filter((e): e is [string, string] => !!e[1])).toString()}`,
 };
 
@@ -52,6 +54,32 @@ export interface PageContext {
   registry: string;
 }
 
+/**
+ * Where the header's account links go (auth on): layout leaves this marker, and withAccount
+ * fills it per visitor. Escaping turns every '<' of data into '&lt;', so data cannot forge it.
+ */
+export const ACCOUNT_SLOT = '<!--account-->';
+
+/** Who is looking: with auth on, a visitor is signed in (a name) or not (null). */
+export type Account = {
+  user: string | null;
+  /** Signed in with the form (vztpl_session), so signing out means something; not with Basic credentials. */
+  session: boolean;
+  /** The page to come back to after signing in. */
+  here: string;
+};
+
+export function withAccount(page: string, account: Account | undefined): string {
+  const i = page.indexOf(ACCOUNT_SLOT);
+  if (i === -1) return page;
+  const bar = !account
+    ? ''
+    : account.user !== null
+      ? html`<div class="account"><span>${account.user}</span>${account.session ? html`<form method="post" action="${links.logout}"><button class="small" type="submit">Sign out</button></form>` : ''}</div>`.value
+      : html`<div class="account"><a id="sign-in" href="${links.login(account.here)}">Sign in</a></div>`.value;
+  return page.slice(0, i) + bar + page.slice(i + ACCOUNT_SLOT.length);
+}
+
 export function layout(title: string, crumbs: Html, body: Html): string {
   return `<!doctype html>${html`<html lang="en">
 <head>
@@ -62,7 +90,7 @@ export function layout(title: string, crumbs: Html, body: Html): string {
 <script src="${STATIC.js}" defer></script>
 </head>
 <body>
-<header class="top"><div class="in"><a class="brand" href="/">vztpl catalog</a><nav class="crumbs">${crumbs}</nav></div></header>
+<header class="top"><div class="in"><a class="brand" href="/">vztpl catalog</a><nav class="crumbs">${crumbs}</nav>${raw(ACCOUNT_SLOT)}</div></header>
 <main>
 ${body}
 </main>
@@ -272,4 +300,18 @@ ${
 
 export function errorPage(status: number, message: string): string {
   return layout(status === 404 ? 'Not found' : 'Error', html``, html`<h1>${status === 404 ? 'Not found' : 'Something went wrong'}</h1><p>${message}</p><p><a href="/">All templates</a></p>`);
+}
+
+// ---- sign in -------------------------------------------------------------------------------
+
+export function loginPage(next: string, message?: string, name = ''): string {
+  const body = html`<h1>Sign in</h1>
+${message ? html`<p class="error" id="login-error" role="alert">${message}</p>` : ''}
+<form class="login panel" method="post" action="${links.login(next)}">
+<label>Username<input name="username" autocomplete="username" required value="${name}"></label>
+<label>Password<input name="password" type="password" autocomplete="current-password" required></label>
+<input type="hidden" name="next" value="${next}">
+<button type="submit">Sign in</button>
+</form>`;
+  return layout('Sign in', html``, body);
 }

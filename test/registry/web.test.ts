@@ -217,7 +217,8 @@ describe.skipIf(!!skip)('web catalog in chromium', () => {
       const visit = async (ctx: BrowserContext, path: string) => {
         const page = await ctx.newPage();
         const res = await page.goto(`${authBase}${path}`);
-        const out = { status: res?.status(), text: (await page.locator('body').textContent()) ?? '' };
+        // the page's content: the header names who is looking
+        const out = { status: res?.status(), text: (await page.locator('main').textContent()) ?? '' };
         await page.close();
         return out;
       };
@@ -246,6 +247,124 @@ describe.skipIf(!!skip)('web catalog in chromium', () => {
       await anonymous.close();
       await reader.close();
     } finally {
+      await app.close();
+    }
+  });
+
+  it('with auth on, the sign-in form keeps a session in an HttpOnly, SameSite=Strict cookie that only the pages honor', async () => {
+    const usersFile = join(work, 'users-login.yaml');
+    const ops: User = { name: 'ops', password: await hashPassword('ops pw', { N: 1024, r: 8, p: 1 }), scopes: [{ repositories: 'private/**', actions: ['pull'] }] };
+    const reader: User = { name: 'reader', password: await hashPassword('reader pw', { N: 1024, r: 8, p: 1 }), scopes: [{ repositories: 'acme/**', actions: ['pull'] }] };
+    await writeFile(usersFile, serializeUsers([ops, reader], usersFile), { mode: 0o600 });
+    const { app } = await buildServer({ driver: new FsDriver({ root: join(work, 'registry') }), auth: { enabled: true, anonymousPull: false, tokenTtl: 300, usersFile } });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const authBase = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    const bodyText = async () => (await page.locator('main').textContent()) ?? '';
+    const submit = async (username: string, password: string) => {
+      await page.fill('input[name=username]', username);
+      await page.fill('input[name=password]', password);
+      const [res] = await Promise.all([page.waitForResponse((r) => r.request().method() === 'POST'), page.click('form.login button[type=submit]')]);
+      await page.waitForLoadState();
+      return res.status();
+    };
+    const signIn = async (next: string) => {
+      await page.goto(`${authBase}${next}`);
+      await Promise.all([page.waitForURL(/\/-\/login/), page.click('#sign-in')]);
+      expect(await submit('ops', 'ops pw')).toBe(303);
+      await page.waitForURL(`${authBase}${next}`);
+    };
+    const sessionCookie = async () => (await ctx.cookies(authBase)).find((c) => c.name === 'vztpl_session');
+    try {
+      // anonymous: a Sign in link on every page, nothing of the private template
+      let res = await page.goto(`${authBase}/t/private/secret-db`);
+      expect(res?.status()).toBe(404);
+      expect(await page.locator('#sign-in').count()).toBe(1);
+      expect(await bodyText()).not.toContain('secret-sauce');
+      await page.goto(`${authBase}/`);
+      expect(await page.locator('#sign-in').count()).toBe(1);
+      expect(await bodyText()).not.toContain('secret');
+
+      // the form, from the 404 page's link: a wrong password and an unknown user get the same 401 form
+      await page.goto(`${authBase}/t/private/secret-db/-/1.0.0`);
+      await Promise.all([page.waitForURL(/\/-\/login\?next=/), page.click('#sign-in')]);
+      expect(await submit('ops', 'wrong')).toBe(401);
+      const wrongPassword = await bodyText();
+      expect(await page.locator('#login-error').textContent()).toBe('Invalid username or password.');
+      expect(await page.locator('input[name=password]').count()).toBe(1);
+      expect(await submit('nobody-here', 'wrong')).toBe(401);
+      expect(await bodyText()).toBe(wrongPassword);
+      expect(await sessionCookie()).toBeUndefined();
+
+      // signing in as a user allowed private/**: back on the page, which now shows
+      expect(await submit('ops', 'ops pw')).toBe(303);
+      await page.waitForURL(`${authBase}/t/private/secret-db/-/1.0.0`);
+      expect(await page.locator('#packages').textContent()).toContain('secret-sauce');
+      expect(await page.locator('header .account').textContent()).toContain('ops');
+      res = await page.goto(`${authBase}/t/private/secret-db`);
+      expect(res?.status()).toBe(200);
+      await page.goto(`${authBase}/?package=secret-sauce`);
+      expect(await page.locator('#results tbody tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-name')))).toEqual(['private/secret-db']);
+
+      const cookie = (await sessionCookie())!;
+      expect(cookie).toBeDefined();
+      expect(cookie.httpOnly).toBe(true);
+      expect(cookie.sameSite).toBe('Strict');
+      expect(cookie.path).toBe('/');
+      expect(cookie.secure).toBe(false); // plain http here
+      expect(cookie.expires - Date.now() / 1000).toBeGreaterThan(290);
+      expect(cookie.expires - Date.now() / 1000).toBeLessThanOrEqual(301);
+      expect(await page.evaluate<string>('document.cookie')).not.toContain('vztpl_session');
+
+      // the same cookie grants nothing on /v2/ or /api/v1 (ctx.request sends the context's cookies)
+      const withCookie = { headers: { cookie: `vztpl_session=${cookie.value}` } };
+      expect((await fetch(`${authBase}/t/private/secret-db`, withCookie)).status).toBe(200); // the pages honor it
+      for (const path of ['/v2/', '/v2/private/secret-db/tags/list', '/v2/private/secret-db/manifests/1.0.0', '/api/v1/templates', '/api/v1/templates/private/secret-db']) {
+        expect((await ctx.request.get(`${authBase}${path}`)).status(), path).toBe(401);
+        expect((await fetch(`${authBase}${path}`, withCookie)).status, path).toBe(401);
+      }
+      // nor is the session token a Bearer token
+      const bearer = await fetch(`${authBase}/v2/private/secret-db/tags/list`, { headers: { authorization: `Bearer ${cookie.value}` } });
+      expect(bearer.status).toBe(401);
+      expect(bearer.headers.get('www-authenticate')).toContain('invalid_token');
+
+      // another site cannot sign the visitor in or out
+      const form = { 'content-type': 'application/x-www-form-urlencoded' };
+      expect((await fetch(`${authBase}/-/login`, { method: 'POST', headers: { ...form, origin: 'http://evil.example' }, body: 'username=ops&password=ops+pw' })).status).toBe(403);
+      expect((await fetch(`${authBase}/-/login`, { method: 'POST', headers: form, body: 'username=ops&password=ops+pw' })).status).toBe(403);
+      expect((await fetch(`${authBase}/-/logout`, { method: 'POST', headers: { ...withCookie.headers, ...form, origin: 'http://evil.example' } })).status).toBe(403);
+
+      // signing out ends it
+      await page.goto(`${authBase}/`);
+      await Promise.all([page.waitForURL(`${authBase}/`), page.click('header .account button')]);
+      expect(await sessionCookie()).toBeUndefined();
+      expect(await page.locator('#sign-in').count()).toBe(1);
+      res = await page.goto(`${authBase}/t/private/secret-db`);
+      expect(res?.status()).toBe(404);
+
+      // removing the user from the users file ends the session
+      await signIn('/t/private/secret-db');
+      expect(await bodyText()).toContain('1.0.0');
+      await writeFile(usersFile, serializeUsers([reader], usersFile), { mode: 0o600 });
+      await expect.poll(async () => (await page.goto(`${authBase}/t/private/secret-db`))?.status(), { timeout: 5000 }).toBe(404);
+      expect(await bodyText()).not.toContain('secret-sauce');
+      expect(await page.locator('#sign-in').count()).toBe(1);
+      expect(await sessionCookie()).toBeUndefined(); // cleared, as it no longer holds
+
+      // the password guard's limits apply to the form: 429 with Retry-After, the form again
+      let status = 0;
+      for (let i = 0; i < 30 && status !== 429; i++) {
+        const r = await fetch(`${authBase}/-/login`, { method: 'POST', headers: { ...form, origin: authBase }, body: 'username=reader&password=nope' });
+        status = r.status;
+        if (status === 429) {
+          expect(Number(r.headers.get('retry-after'))).toBeGreaterThan(0);
+          expect(await r.text()).toContain('name="password"');
+        } else expect(status).toBe(401);
+      }
+      expect(status).toBe(429);
+    } finally {
+      await ctx.close();
       await app.close();
     }
   });
