@@ -6,7 +6,7 @@ import { describeRef, dockerRepository, fetchPayloads, fetchSignatureManifest, r
 import { NotVerifiedError, signatureTag, verifySignatureLayers } from '../../format/sigstore/index.ts';
 import { SPDX_MEDIA_TYPE } from '../../format/spdx.ts';
 import { parseCommandArgs } from '../args.ts';
-import { loadPublicKey } from './verify.ts';
+import { loadPublicKey } from '../../format/sigstore/public-key.ts';
 
 const HELP = `
 Usage: vztpl sbom REGISTRY/NAME:VERSION|REGISTRY/NAME@DIGEST [--key FILE.pub]

@@ -77,19 +77,9 @@ export async function main(argv: string[]): Promise<number> {
   const tlsModule = config.tls ? await import('../../registry/tls.ts') : undefined;
   const tls = tlsModule && config.tls ? await tlsModule.loadTlsMaterial(config.tls) : undefined;
   // The signers' public keys the catalog names: a bad file stops start-up (exit 2) naming it.
-  const signatureKeys = [];
-  if (config.signatureKeys.length) {
-    const [{ readFileSync }, { parsePublicKey }] = await Promise.all([import('node:fs'), import('../../format/sigstore/public-key.ts')]);
-    for (const file of config.signatureKeys) {
-      let text: string;
-      try {
-        text = readFileSync(file, 'utf8');
-      } catch (err) {
-        throw new UsageError(`signatureKeys: cannot read ${file}: ${(err as Error).message}`);
-      }
-      signatureKeys.push(parsePublicKey(text, file));
-    }
-  }
+  const signatureKeys = config.signatureKeys.length
+    ? await import('../../format/sigstore/public-key.ts').then(({ loadPublicKey }) => Promise.all(config.signatureKeys.map((file) => loadPublicKey(file))))
+    : [];
   const { createDriver } = await import('../../registry/storage/factory.ts');
   const { buildServer } = await import('../../registry/server.ts');
   const driver = await createDriver(config);

@@ -1,9 +1,8 @@
-import { readFile } from 'node:fs/promises';
 import { UsageError } from '../../common/errors.ts';
 import { findCredentials } from '../../client/credentials.ts';
 import { parseImageReference, RegistryClient } from '../../client/registry-client.ts';
 import { describeRef, dockerRepository, fetchPayloads, fetchSignatureManifest, resolveManifest } from '../../client/signatures.ts';
-import { KeyFileError, NotVerifiedError, parsePublicKey, signatureTag, verifySignatureLayers, type PublicKey } from '../../format/sigstore/index.ts';
+import { loadPublicKey, NotVerifiedError, signatureTag, verifySignatureLayers } from '../../format/sigstore/index.ts';
 import { parseCommandArgs } from '../args.ts';
 
 const HELP = `
@@ -25,15 +24,6 @@ Example:
   vztpl verify 127.0.0.1:5000/acme/debian-12:1.0.0 --key acme.pub
 `;
 
-export async function loadPublicKey(file: string): Promise<PublicKey> {
-  let text: Buffer;
-  try {
-    text = await readFile(file);
-  } catch (err) {
-    throw new KeyFileError(file, 'unreadable', `cannot read the public key: ${(err as Error).message}`);
-  }
-  return parsePublicKey(text, file);
-}
 
 export async function main(argv: string[]): Promise<number> {
   const args = parseCommandArgs('verify', argv, { key: { type: 'string' }, json: { type: 'boolean', default: false }, 'ca-file': { type: 'string' } }, HELP);

@@ -4,6 +4,7 @@
 // hard-codes: ECDSA (ASN.1 DER signature), RSA PKCS#1 v1.5, Ed25519 (over the message itself).
 // No private-key code here: a host that only verifies loads nothing more.
 import type { KeyObject } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { KeyFileError } from './errors.ts';
 import { decodePem } from './pem.ts';
 
@@ -34,6 +35,17 @@ const SUPPORTED = new Set(['ec', 'rsa', 'ed25519']);
 export function publicKeyInfo(key: KeyObject): PublicKey {
   const der = key.export({ format: 'der', type: 'spki' });
   return { key, fingerprint: `SHA256:${crypto().createHash('sha256').update(der).digest('hex')}`, description: describeKey(key) };
+}
+
+/** Reads and parses a public key file; every failure names the file (exit 2). */
+export async function loadPublicKey(file: string): Promise<PublicKey> {
+  let text: Buffer;
+  try {
+    text = await readFile(file);
+  } catch (err) {
+    throw new KeyFileError(file, 'unreadable', `cannot read the public key: ${(err as Error).message}`);
+  }
+  return parsePublicKey(text, file);
 }
 
 /** Parses a public key file's text; `file` names it in errors. */
