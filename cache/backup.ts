@@ -17,7 +17,7 @@
 // createContainer does), so a killed restore leaves no container or a whole one.
 import { join } from 'node:path';
 import { fs } from '../common/builtins.ts';
-import { ExitCode, UsageError, VztplError } from '../common/errors.ts';
+import { ExitCode, VztplError } from '../common/errors.ts';
 import { lockExclusive } from '../common/lock.ts';
 import { RegistryClient } from '../client/registry-client.ts';
 import { isDigest, sha256, type Digest } from '../format/digest.ts';
@@ -27,7 +27,7 @@ import { walkLayer } from '../format/tar/walk.ts';
 import { bundleConfig } from './bundle.ts';
 import { checkCtid, containerPaths, mountNewContainer, readContainer, removeContainer, snapshotPath, sweepDeadWork, type ContainerRecord, type PackedSnapshot, type SnapshotRecord } from './containers.ts';
 import { holdForUse } from './holds.ts';
-import { commitRecord, runningProcesses, snapshotContainer, SNAPSHOT_NAME } from './snapshots.ts';
+import { commitRecord, quietOverlayContainer, snapshotContainer, SNAPSHOT_NAME } from './snapshots.ts';
 import { RegistrySource, type TemplateSource } from './source.ts';
 import type { LayerRecord, Store, TemplateRef } from './store.ts';
 import type { TrustPolicy } from './trust-policy.ts';
@@ -78,12 +78,6 @@ export type BackupEvent = { event: 'frozen'; snapshot: string } | { event: 'laye
 /** A UTC timestamp tag: 20261206T004700Z. */
 export function timestampTag(now = new Date()): string {
   return now.toISOString().replace(/\.\d+Z$/, 'Z').replace(/[-:]/g, '');
-}
-
-function readBlobOrFail(store: Store, digest: Digest, what: string): Buffer {
-  const bytes = fs.existsSync(store.blobPath(digest)) ? fs.readFileSync(store.blobPath(digest)) : undefined;
-  if (!bytes || sha256(bytes) !== digest) throw new VztplError(`${what} ${digest} is not in the host's store: pull the template again`, ExitCode.notFound);
-  return bytes;
 }
 
 /**
@@ -150,12 +144,8 @@ export async function backupContainer(opts: {
   const lock = await lockExclusive(store.lockPath(`ct-${ctid}`));
   const work = join(store.tmpDir(), `backup-${process.pid}-${Date.now()}`);
   try {
-    let record = await readContainer(store, ctid);
-    if (record.layout !== 'overlay') throw new UsageError(`backup: container ${ctid} has the ${record.layout} layout; backups need the overlay layout`);
-    const running = runningProcesses(ctid);
-    if (running.length) throw new VztplError(`backup: container ${ctid} has running processes (pid ${running.join(', ')}); stop them first`, ExitCode.conflict);
-    const manifest = JSON.parse((readBlobOrFail(store, record.template.manifestDigest, "the manifest of the container's template")).toString('utf8')) as ImageManifest;
-    const config = JSON.parse((readBlobOrFail(store, manifest.config.digest, "the config of the container's template")).toString('utf8')) as ImageConfig;
+    let record = await quietOverlayContainer(store, ctid, 'backup', 'backups need');
+    const { manifest, config } = store.templateImage(record.template.manifestDigest);
 
     // The live changes become a snapshot: every layer of a backup is an immutable tree.
     let frozen: string | undefined;
@@ -180,7 +170,7 @@ export async function backupContainer(opts: {
       } else if (sameRegistry && (await client.mountBlob(repository, l.digest, record.template.name))) {
         layers.push({ from, digest: l.digest, size: l.size, sent: false, mounted: true });
       } else {
-        if (!fs.existsSync(store.blobPath(l.digest))) throw new VztplError(`backup: layer ${l.digest} of template ${record.template.name}:${record.template.version} is neither at ${target.registry} nor in the host's store: pull the template again`, ExitCode.notFound);
+        if (!store.hasBlob(l.digest)) throw new VztplError(`backup: layer ${l.digest} of template ${record.template.name}:${record.template.version} is neither at ${target.registry} nor in the host's store: pull the template again`, ExitCode.notFound);
         await client.pushBlobFile(repository, l.digest, store.blobPath(l.digest));
         sent += l.size;
         layers.push({ from, digest: l.digest, size: l.size, sent: true });

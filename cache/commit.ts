@@ -5,19 +5,19 @@
 // layer, and carries the package lock read again from the container's own package database.
 // The template's layers are the cached blobs, unchanged, so a push sends only the new ones.
 import { lstatSync } from 'node:fs';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ExitCode, UsageError, VztplError } from '../common/errors.ts';
 import { lockExclusive } from '../common/lock.ts';
-import { sha256, type Digest } from '../format/digest.ts';
+import type { Digest } from '../format/digest.ts';
 import { writeLayoutAtomically } from '../format/layout.ts';
 import { Label, MediaType, type Compression, type Descriptor, type HistoryEntry, type ImageConfig, type ImageManifest, type LockedPackage } from '../format/oci.ts';
 import { readDpkgStatus } from '../format/packages/dpkg.ts';
 import { rpmPackageLock } from '../format/packages/rpm.ts';
 import { packLayer, type PackedLayer } from '../format/tar/pack.ts';
 import { walkLayer, type LayerEntry } from '../format/tar/walk.ts';
-import { containerPaths, mountRoot, readContainer, snapshotPath } from './containers.ts';
-import { runningProcesses } from './snapshots.ts';
+import { containerPaths, mountRoot, snapshotPath } from './containers.ts';
+import { quietOverlayContainer } from './snapshots.ts';
 import type { Store } from './store.ts';
 
 /** The container's own identity, written by create: never part of a template. */
@@ -75,12 +75,6 @@ function withoutIdentity(entries: LayerEntry[], lowers: readonly string[]): Laye
   return kept.filter((e) => !dropped.has(e.path));
 }
 
-async function readBlob(store: Store, digest: Digest, what: string): Promise<Buffer> {
-  const bytes = await readFile(store.blobPath(digest)).catch(() => undefined);
-  if (!bytes || sha256(bytes) !== digest) throw new VztplError(`${what} ${digest} is not in the host's store: pull the template again`, ExitCode.notFound);
-  return bytes;
-}
-
 export async function commitContainer(opts: CommitOptions): Promise<CommitResult> {
   const { store, ctid } = opts;
   const compression = opts.compression ?? 'zstd';
@@ -90,14 +84,10 @@ export async function commitContainer(opts: CommitOptions): Promise<CommitResult
   const lock = await lockExclusive(store.lockPath(`ct-${ctid}`));
   const work = join(store.tmpDir(), `commit-${process.pid}-${Date.now()}`);
   try {
-    const record = await readContainer(store, ctid);
-    if (record.layout !== 'overlay') throw new UsageError(`commit: container ${ctid} has the ${record.layout} layout; commit needs the overlay layout`);
-    const running = runningProcesses(ctid);
-    if (running.length) throw new VztplError(`commit: container ${ctid} has running processes (pid ${running.join(', ')}); stop them first`, ExitCode.conflict);
-    const manifest = JSON.parse((await readBlob(store, record.template.manifestDigest, 'the manifest of the container\'s template')).toString('utf8')) as ImageManifest;
-    const config = JSON.parse((await readBlob(store, manifest.config.digest, 'the config of the container\'s template')).toString('utf8')) as ImageConfig;
+    const record = await quietOverlayContainer(store, ctid, 'commit', 'commit needs');
+    const { manifest, config } = store.templateImage(record.template.manifestDigest);
     for (const layer of manifest.layers) {
-      if (!(await readFile(store.blobPath(layer.digest)).then(() => true, () => false))) throw new VztplError(`commit: layer ${layer.digest} of template ${record.template.name}:${record.template.version} is not in the host's store: pull it again`, ExitCode.notFound);
+      if (!store.hasBlob(layer.digest)) throw new VztplError(`commit: layer ${layer.digest} of template ${record.template.name}:${record.template.version} is not in the host's store: pull it again`, ExitCode.notFound);
     }
 
     // The package lock, as the container's own database says now.

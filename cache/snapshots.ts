@@ -47,6 +47,19 @@ export function runningProcesses(ctid: string): number[] {
   return pids;
 }
 
+/**
+ * The record of an overlay container that no process runs in: what snapshots, commits and
+ * backups work on (the caller holds the container's lock). `needs` completes the refusal of
+ * another layout ("snapshots need", "commit needs").
+ */
+export async function quietOverlayContainer(store: Store, ctid: string, what: string, needs: string): Promise<ContainerRecord> {
+  const record = await readContainer(store, ctid);
+  if (record.layout !== 'overlay') throw new UsageError(`${what}: container ${ctid} has the ${record.layout} layout; ${needs} the overlay layout`);
+  const running = runningProcesses(ctid);
+  if (running.length) throw new VztplError(`${what}: container ${ctid} has running processes (pid ${running.join(', ')}); stop them first`, ExitCode.conflict);
+  return record;
+}
+
 /** The record written whole: a temporary file renamed over container.json. */
 export function commitRecord(store: Store, record: ContainerRecord): void {
   const path = containerPaths(store, record.ctid).record;
@@ -72,11 +85,8 @@ function sweepTrees(store: Store, record: ContainerRecord): void {
 async function changeStack<T>(store: Store, ctid: string, what: string, change: (record: ContainerRecord) => Promise<{ record: ContainerRecord; result: T }>, opts: Locked = {}): Promise<T> {
   const lock = opts.locked ? undefined : await lockExclusive(store.lockPath(`ct-${ctid}`));
   try {
-    const record = await readContainer(store, ctid);
-    if (record.layout !== 'overlay') throw new UsageError(`${what}: container ${ctid} has the ${record.layout} layout; snapshots need the overlay layout`);
+    const record = await quietOverlayContainer(store, ctid, what, 'snapshots need');
     sweepTrees(store, record);
-    const running = runningProcesses(ctid);
-    if (running.length) throw new VztplError(`${what}: container ${ctid} has running processes (pid ${running.join(', ')}); stop them first`, ExitCode.conflict);
     const rootfs = containerPaths(store, ctid).rootfs;
     const wasMounted = isMounted(rootfs);
     if (wasMounted) unmount(rootfs);

@@ -16,7 +16,8 @@
 import { fs } from '../common/builtins.ts';
 import { ExitCode, VztplError } from '../common/errors.ts';
 import { join, resolve } from 'node:path';
-import { digestHex, type Digest } from '../format/digest.ts';
+import { digestHex, sha256, type Digest } from '../format/digest.ts';
+import type { ImageConfig, ImageManifest } from '../format/oci.ts';
 
 export const DEFAULT_ROOT = '/var/lib/vztpl';
 
@@ -89,6 +90,24 @@ export class Store {
   blobPath(digest: Digest): string {
     return join(this.root, 'blobs', 'sha256', digestHex(digest));
   }
+  hasBlob(digest: Digest): boolean {
+    return fs.existsSync(this.blobPath(digest));
+  }
+
+  /** A small blob (manifest, config), checked against its digest; missing or damaged is an error naming `what`. */
+  verifiedBlob(digest: Digest, what: string): Buffer {
+    const bytes = this.hasBlob(digest) ? fs.readFileSync(this.blobPath(digest)) : undefined;
+    if (!bytes || sha256(bytes) !== digest) throw new VztplError(`${what} ${digest} is not in the host's store: pull the template again`, ExitCode.notFound);
+    return bytes;
+  }
+
+  /** A cached template's manifest and config (a container's, for commit and backup), checked against their digests. */
+  templateImage(manifestDigest: Digest): { manifest: ImageManifest; config: ImageConfig } {
+    const manifest = JSON.parse(this.verifiedBlob(manifestDigest, "the manifest of the container's template").toString('utf8')) as ImageManifest;
+    const config = JSON.parse(this.verifiedBlob(manifest.config.digest, "the config of the container's template").toString('utf8')) as ImageConfig;
+    return { manifest, config };
+  }
+
   layerDir(diffId: Digest): string {
     return join(this.root, 'layers', 'sha256', digestHex(diffId));
   }
