@@ -158,7 +158,7 @@ async function main(): Promise<void> {
     table(['operation', 'bytes', 'time', 'vs tar -czf'], rows),
   ].join('\n');
   await report({
-    heading: `Backups (bench/backup.ts), ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`,
+    heading: `${m.date}: Backups (bench/backup.ts)`,
     machine: m,
     loadAfter: loadAverage(),
     totalMs: performance.now() - started,

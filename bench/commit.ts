@@ -72,7 +72,7 @@ async function main(): Promise<void> {
     ['podman commit (whole process)', ms(p), ratio(p, v)],
   ];
   await report({
-    heading: `Commit (bench/commit.ts), ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`,
+    heading: `${m.date}: Commit (bench/commit.ts)`,
     machine: m,
     loadAfter: loadAverage(),
     totalMs: performance.now() - started,

@@ -88,7 +88,7 @@ async function main(): Promise<void> {
     table(['operation', 'p50', 'p90', 'vs snapshot'], rows),
   ].join('\n');
   await report({
-    heading: `Snapshots (bench/snapshot.ts), ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`,
+    heading: `${m.date}: Snapshots (bench/snapshot.ts)`,
     machine: m,
     loadAfter: loadAverage(),
     totalMs: performance.now() - started,

@@ -117,7 +117,7 @@ async function main(): Promise<void> {
   }
   await app.close();
   await report({
-    heading: `Web catalog (bench/web.ts), ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`,
+    heading: `${m.date}: Web catalog (bench/web.ts)`,
     machine: m,
     loadAfter: loadAverage(),
     totalMs: performance.now() - started,
