@@ -4,7 +4,8 @@
 //     turn, listing its version records, reading each, listing its tags), a copy of that code;
 //   - the first search after every summary was deleted (a registry the previous code wrote:
 //     each template computed the old way, concurrently, and its summary written);
-//   - with the summaries in place, in-process (Catalog.search) and over HTTP;
+//   - with the summaries in place, by an instance that has not searched yet (a new Catalog:
+//     every summary read), and from the in-memory index (Catalog.search), in-process and over HTTP;
 // plus what a publish costs now (the manifest PUT, which writes the record, the aliases and
 // the summary). Each timing is the median of --rounds, with the storage requests one search
 // makes (the driver's operation counter: a walk counts once, whatever its pages).
@@ -20,7 +21,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { sha256, type Digest } from '../format/digest.ts';
 import { Label, MediaType } from '../format/oci.ts';
-import { catalogPaths, type Catalog, type VersionRecord } from '../registry/catalog.ts';
+import { Catalog, catalogPaths, type VersionRecord } from '../registry/catalog.ts';
 import type { Registry } from '../registry/registry.ts';
 import { buildServer } from '../registry/server.ts';
 import type { StorageDriver } from '../registry/storage/driver.ts';
@@ -217,7 +218,9 @@ async function run(): Promise<void> {
 
   addedLatency = ADDED_LATENCY;
   const before = await measure(ops, () => searchBefore(registry));
-  const migrate = await measure(ops, () => catalog.search({}).then((r) => r.length), () => deleteSummaries(registry));
+  // a new Catalog: an instance whose index is empty, as after a start
+  const migrate = await measure(ops, () => new Catalog(registry).search({}).then((r) => r.length), () => deleteSummaries(registry));
+  const cold = await measure(ops, () => new Catalog(registry).search({}).then((r) => r.length));
   const after = await measure(ops, () => catalog.search({}).then((r) => r.length));
   const http = await measure(ops, () => searchHttp(base));
   const filtered = await measure(ops, () => catalog.search({ release: '11', package: 'package-0007' }).then((r) => r.length));
@@ -227,9 +230,10 @@ async function run(): Promise<void> {
   const rows = [
     row('search before summaries (per repository, sequential)', before),
     row('first search after deleting every summary (recompute + write)', migrate),
-    row('search with summaries (Catalog.search)', after),
-    row('search with summaries, over HTTP', http),
-    row('search with summaries, ?release=11&package=package-0007', filtered),
+    row('first search of an instance, with summaries (every summary read)', cold),
+    row('search from the in-memory index (Catalog.search)', after),
+    row('search from the in-memory index, over HTTP', http),
+    row('search from the in-memory index, ?release=11&package=package-0007', filtered),
     [
       `publish a version: the manifest PUT (record, aliases, summary), all ${publishes.length}`,
       ms(median(publishOps.ms)),
@@ -243,7 +247,7 @@ async function run(): Promise<void> {
   say('');
   say(table(['measurement', 'median', 'storage calls', 'templates found', 'rounds (ms)'], rows));
   say(`searches: median of ${ROUNDS} rounds each`);
-  say(`speed-up with summaries: ${(median(before.ms) / median(after.ms)).toFixed(1)}x; added latency per storage call of the searches: ${ADDED_LATENCY} ms; load average after: ${loadAfter}`);
+  say(`speed-up with summaries: ${(median(before.ms) / median(cold.ms)).toFixed(1)}x, with the in-memory index: ${(median(before.ms) / median(after.ms)).toFixed(1)}x; added latency per storage call of the searches: ${ADDED_LATENCY} ms; load average after: ${loadAfter}`);
 }
 
 runBench(main, cleanup);

@@ -3,7 +3,9 @@
 // a one-layer image and a package lock of 300 packages (pushed through the OCI API, so the
 // catalog records them as it does any push); then each page is requested `--rounds` times,
 // one at a time on a kept-alive connection from this process, beside the JSON search of
-// /api/v1 that the home page is built from (the floor under it).
+// /api/v1 that the home page is built from (the floor under it). One row times the home page
+// right after a publish (a new version of the last template, pushed untimed before each request):
+// the search index's rebuild, which reads every template's change stamp and reloads that one.
 // Usage: node bench/web.ts [--templates 100] [--packages 300] [--rounds 200] [--no-results]
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
@@ -66,6 +68,7 @@ async function main(): Promise<void> {
     ['ubuntu', '24.04', 'deb'],
     ['almalinux', '9', 'rpm'],
   ] as const;
+  let last: { name: string; manifest: Buffer } | undefined;
   for (let i = 0; i < templates; i++) {
     const [distro, release, family] = distros[i % distros.length]!;
     const name = `${distro}-${release}-x86_64-t${i}`;
@@ -90,20 +93,27 @@ async function main(): Promise<void> {
     await client.pushBlob(name, sha256(config) as Digest, config);
     await client.pushBlob(name, sha256(layer) as Digest, layer);
     await client.putManifest(name, '1.0.0', MediaType.manifest, manifest);
+    if (i === templates - 1) last = { name, manifest };
   }
 
-  const pages: Array<[string, string]> = [
+  let published = 0;
+  const publishAnother = async () => {
+    await client.putManifest(last!.name, `1.0.${++published}`, MediaType.manifest, last!.manifest);
+  };
+  const pages: Array<[string, string, (() => Promise<void>)?]> = [
     ['JSON search, all templates (/api/v1/templates: the floor under the home page)', '/api/v1/templates'],
     ['home page, all templates', '/'],
     ['home page, search by package', '/?package=pkg7-only42'],
+    ['home page, all templates, first after a publish', '/', publishAnother],
     ['template page', '/t/debian-12-x86_64-t0'],
     ['version page (300 packages)', '/t/debian-12-x86_64-t0/-/1.0.0'],
   ];
   const rows: string[][] = [];
   const p50s: number[] = [];
-  for (const [what, path] of pages) {
+  for (const [what, path, before] of pages) {
     const times: number[] = [];
     for (let i = 0; i < 10 + Number(opt.rounds); i++) {
+      await before?.();
       const t0 = performance.now();
       const res = await fetch(`${base}${path}`);
       const body = await res.text();

@@ -8,16 +8,21 @@
 // from the versions whenever a version is published or a version tag deleted; the versions
 // (records and tags) stay the truth, and anything without a usable summary (a registry written
 // before summaries existed, a summary whose latest version is gone) is recomputed from them.
+// Each instance keeps what search shows of the summaries in memory (search-index.ts), told of
+// changes through any instance by the markers every change writes last (catalog-changes.ts).
 import semver from 'semver';
+import { mapBounded } from '../common/bounded.ts';
 import type { Digest } from '../format/digest.ts';
 import type { ImageConfig, ImageManifest, LockedPackage, TemplateChangelog } from '../format/oci.ts';
 import { packageDiff } from '../format/packages/diff.ts';
 import { Label } from '../format/oci.ts';
+import { ChangeMarkers } from './catalog-changes.ts';
 import { OciError } from './errors.ts';
 import type { Registry } from './registry.ts';
+import { SearchIndex } from './search-index.ts';
 import { isNotFound } from './storage/driver.ts';
 import { aliasesFor, isAliasTag, isValidRange, isVersionTag, resolveRange } from '../format/versions.ts';
-import { MAX_PAYLOAD_SIZE, parsePayload, parseSignatureManifest, repositoryOf, SIGNATURE_ANNOTATION, SignatureFormatError, signatureTag, SIMPLE_SIGNING_MEDIA_TYPE, verifyMessage, type PublicKey } from '../format/sigstore/index.ts';
+import { isSignatureTag, MAX_PAYLOAD_SIZE, parsePayload, parseSignatureManifest, repositoryOf, SIGNATURE_ANNOTATION, SignatureFormatError, signatureTag, SIMPLE_SIGNING_MEDIA_TYPE, verifyMessage, type PublicKey } from '../format/sigstore/index.ts';
 import { SPDX_MEDIA_TYPE } from '../format/spdx.ts';
 
 export interface VersionRecord {
@@ -47,6 +52,20 @@ export interface VersionChangelog extends TemplateChangelog {
   recorded: boolean;
 }
 
+/** One template as search lists it: its latest version without labels, lock and changelog, how many versions it has, whether that one is signed. */
+export type TemplateListing = Omit<VersionRecord, 'packages' | 'labels' | 'changelog'> & {
+  /** How many versions are published. */
+  versions: number;
+  /** How many packages the latest version's lock has. */
+  packages: number;
+} & Pick<VersionTrust, 'signed' | 'signedBy'>;
+
+/** What search keeps of a template in memory: its listing and the names of its latest version's packages. */
+interface IndexedTemplate {
+  listing: TemplateListing;
+  packageNames: ReadonlySet<string>;
+}
+
 /** What search needs of one template, in one object. */
 export interface TemplateSummary {
   /** Layout of this object: a summary in another format is recomputed, not misread. */
@@ -62,6 +81,8 @@ export type SearchFilter = { q?: string; distro?: string; release?: string; arch
 const SUMMARY_FORMAT = 1;
 /** Summaries read at once by a search: enough to hide S3's round trips, few enough for one bucket. */
 const SEARCH_CONCURRENCY = 16;
+/** How long search may go on trusting its in-memory index without reloading every template (see search-index.ts). */
+const SEARCH_MAX_AGE_MS = 30_000;
 
 /** Where the catalog keeps its objects (repository names have no component starting with '_'). */
 export const catalogPaths = {
@@ -74,26 +95,43 @@ export class Catalog {
   readonly registry: Registry;
   /** The signers' public keys the catalog names signatures by (none: signatures are only described). */
   readonly signatureKeys: readonly PublicKey[];
-  constructor(registry: Registry, opts: { signatureKeys?: readonly PublicKey[] } = {}) {
+  private readonly changes: ChangeMarkers;
+  private readonly index: SearchIndex<IndexedTemplate>;
+  constructor(registry: Registry, opts: { signatureKeys?: readonly PublicKey[]; searchMaxAgeMs?: number } = {}) {
     this.registry = registry;
     this.signatureKeys = opts.signatureKeys ?? [];
+    this.changes = new ChangeMarkers(registry.driver);
+    this.index = new SearchIndex({
+      markers: this.changes,
+      repositories: () => registry.repositories(),
+      load: (repo) => this.indexed(repo),
+      maxAgeMs: opts.searchMaxAgeMs ?? SEARCH_MAX_AGE_MS,
+      concurrency: SEARCH_CONCURRENCY,
+    });
   }
 
-  /** After a manifest is stored under `tag`: a version gets its record, moves the aliases and rewrites the summary. */
+  /**
+   * After a manifest is stored under `tag`: a version gets its record, moves the aliases and
+   * rewrites the summary; a signature changes what search shows. Either is then marked changed.
+   */
   async published(repo: string, tag: string, digest: Digest): Promise<void> {
-    if (!isVersionTag(tag)) return;
-    // The summary quotes the latest record; the aliases need only the tags.
-    await Promise.all([this.moveAliases(repo), this.writeRecord(repo, tag, digest).then(() => this.refreshSummary(repo))]);
+    if (isVersionTag(tag)) {
+      // The summary quotes the latest record; the aliases need only the tags.
+      await Promise.all([this.moveAliases(repo), this.writeRecord(repo, tag, digest).then(() => this.refreshSummary(repo))]);
+    } else if (!isSignatureTag(tag)) return;
+    await this.changes.changed(repo);
   }
 
   /**
    * After tags were deleted (by name, or with their manifest): if versions went, the aliases move
-   * to the versions left and the summary is rewritten.
+   * to the versions left and the summary is rewritten; then, as for signatures, marked changed.
    */
   async deleted(repo: string, tags: readonly string[]): Promise<void> {
-    if (!tags.some(isVersionTag)) return;
-    await this.moveAliases(repo);
-    await this.refreshSummary(repo);
+    if (tags.some(isVersionTag)) {
+      await this.moveAliases(repo);
+      await this.refreshSummary(repo);
+    } else if (!tags.some(isSignatureTag)) return;
+    await this.changes.changed(repo);
   }
 
   private async writeRecord(repo: string, version: string, digest: Digest): Promise<void> {
@@ -158,28 +196,31 @@ export class Catalog {
    * corrects it; a version published or deleted after that last listing has a writer of its own
    * that lists, and writes, later still.
    */
-  async refreshSummary(repo: string): Promise<TemplateSummary> {
+  async refreshSummary(repo: string): Promise<{ summary: TemplateSummary; changed: boolean }> {
     let previous: string | undefined;
     let summary: TemplateSummary | undefined;
+    let changed = false;
     for (let round = 0; round < 20; round++) {
       const versions = await this.versionNames(repo);
       const key = versions.join(' ');
-      if (summary && key === previous) return summary;
+      if (summary && key === previous) break;
       previous = key;
       summary = await this.summarize(repo, versions);
-      await this.storeSummary(repo, summary);
+      if (await this.storeSummary(repo, summary)) changed = true;
     }
-    return summary!;
+    return { summary: summary!, changed };
   }
 
-  /** Writes a summary unless the stored one already says the same (a re-push of a version changes nothing). */
-  private async storeSummary(repo: string, summary: TemplateSummary): Promise<void> {
+  /** Writes a summary unless the stored one already says the same (a re-push of a version changes nothing); whether it wrote. */
+  private async storeSummary(repo: string, summary: TemplateSummary): Promise<boolean> {
     const bytes = Buffer.from(JSON.stringify(summary));
     const stored = await this.registry.driver.getContent(catalogPaths.summary(repo)).catch((err: unknown) => {
       if (isNotFound(err)) return undefined;
       throw err;
     });
-    if (!stored?.equals(bytes)) await this.registry.driver.putContent(catalogPaths.summary(repo), bytes);
+    if (stored?.equals(bytes)) return false;
+    await this.registry.driver.putContent(catalogPaths.summary(repo), bytes);
+    return true;
   }
 
   private async summarize(repo: string, versions: string[]): Promise<TemplateSummary> {
@@ -202,13 +243,26 @@ export class Catalog {
 
   /**
    * The summary search may show: the stored one while its latest version is still published,
-   * else computed now (and stored). A summary names a version only after it is whole; a
-   * deletion whose summary rewrite was lost (a crash) is caught here, at one small read.
+   * else computed now (and stored, and marked changed for the other instances). A summary names
+   * a version only after it is whole; a deletion whose summary rewrite was lost (a crash) is
+   * caught here, at one small read.
    */
   private async currentSummary(repo: string): Promise<TemplateSummary> {
     const stored = await this.readSummary(repo);
     if (stored && (!stored.latest || (await this.registry.manifests.resolveTag(repo, stored.latest.version)) === stored.latest.digest)) return stored;
-    return this.refreshSummary(repo);
+    const { summary, changed } = await this.refreshSummary(repo);
+    if (changed) await this.changes.changed(repo);
+    return summary;
+  }
+
+  /** What search keeps of a template: its latest version's listing and package names, with its signature status. */
+  private async indexed(repo: string): Promise<IndexedTemplate | undefined> {
+    const { latest, versions } = await this.currentSummary(repo);
+    if (!latest) return undefined;
+    const signatures = await signatureSummary(this.registry, repo, latest.digest, this.signatureKeys);
+    const { packages, labels: _labels, changelog: _changelog, ...rest } = latest;
+    const listing: TemplateListing = { ...rest, versions: versions.length, packages: packages.length, signed: (signatures?.matching ?? 0) > 0, signedBy: signatures?.signedBy ?? [] };
+    return { listing, packageNames: new Set(packages.map((p) => p.name)) };
   }
 
   /** Published versions, lowest first: those with both a record and a tag. */
@@ -289,14 +343,8 @@ export class Catalog {
   }
 
   /** The latest version of every template matching the filters, by repository name. */
-  async search(filter: SearchFilter): Promise<Array<VersionRecord & { versions: number }>> {
-    const repos = (await this.registry.repositories()).filter((repo) => !filter.q || repo.includes(filter.q));
-    const summaries = await mapBounded(repos, SEARCH_CONCURRENCY, (repo) => this.currentSummary(repo));
-    const out: Array<VersionRecord & { versions: number }> = [];
-    for (const { latest, versions } of summaries) {
-      if (latest && matches(latest, filter)) out.push({ ...latest, versions: versions.length });
-    }
-    return out;
+  async search(filter: SearchFilter): Promise<TemplateListing[]> {
+    return (await this.index.templates()).filter((t) => matches(t, filter)).map((t) => t.listing);
   }
 }
 
@@ -482,31 +530,12 @@ export function changelogFrom(repo: string, records: readonly VersionRecord[], v
   return { ...head, previous: previous.version, recipeChanged: recipe(previous) !== recipe(record), added: diff.added, removed: diff.removed, upgraded: diff.changed, recorded: false };
 }
 
-function matches(latest: VersionRecord, filter: SearchFilter): boolean {
-  if (filter.distro && latest.distro !== filter.distro) return false;
-  if (filter.release && latest.release !== filter.release) return false;
-  if (filter.arch && latest.arch !== filter.arch) return false;
-  return !filter.package || latest.packages.some((p) => p.name === filter.package);
-}
-
-/** fn over items, at most `limit` calls in flight; results in the items' order. Stops at the first error. */
-async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  let failed = false;
-  const worker = async () => {
-    while (!failed && next < items.length) {
-      const i = next++;
-      try {
-        out[i] = await fn(items[i]!);
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
+function matches({ listing, packageNames }: IndexedTemplate, filter: SearchFilter): boolean {
+  if (filter.q && !listing.name.includes(filter.q)) return false;
+  if (filter.distro && listing.distro !== filter.distro) return false;
+  if (filter.release && listing.release !== filter.release) return false;
+  if (filter.arch && listing.arch !== filter.arch) return false;
+  return !filter.package || packageNames.has(filter.package);
 }
 
 export function compareVersions(a: string, b: string): number {

@@ -34,6 +34,8 @@ export interface ServerOptions {
   https?: { cert: Buffer; key: Buffer };
   /** Public keys of the template signers the catalog names by fingerprint (config signatureKeys). */
   signatureKeys?: readonly PublicKey[];
+  /** How long search trusts its in-memory index before reloading every template (catalog.ts's default otherwise). */
+  searchMaxAgeMs?: number;
 }
 
 const HOUR = 3600_000;
@@ -42,7 +44,7 @@ const SWEEP_WAIT_MS = 2000;
 export async function buildServer(opts: ServerOptions): Promise<{ app: FastifyInstance; registry: Registry; catalog: Catalog; metrics: Metrics }> {
   const metrics = new Metrics();
   const registry = new Registry(metrics.instrument(opts.driver));
-  const catalog = new Catalog(registry, { signatureKeys: opts.signatureKeys ?? [] });
+  const catalog = new Catalog(registry, { signatureKeys: opts.signatureKeys ?? [], ...(opts.searchMaxAgeMs !== undefined ? { searchMaxAgeMs: opts.searchMaxAgeMs } : {}) });
   const app = Fastify({
     // The token realm in challenges follows the scheme: req.protocol is https on a TLS socket.
     ...(opts.https ? { https: { cert: opts.https.cert, key: opts.https.key } } : {}),

@@ -23,6 +23,11 @@ export function signatureTag(digest: Digest): string {
   return `${digest.replace(':', '-')}.sig`;
 }
 
+/** Whether a tag is one signatureTag makes. */
+export function isSignatureTag(tag: string): boolean {
+  return /^sha256-[a-f0-9]{64}\.sig$/.test(tag);
+}
+
 export interface SignatureLayer {
   mediaType: string;
   digest: Digest;

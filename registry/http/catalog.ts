@@ -2,7 +2,9 @@
 // metadata and package lock, its changelog (versions/VERSION/changelog), and the package
 // difference between two versions. A version as the
 // versions, version and template routes show it also says whether it is signed (the facts of its
-// signature manifest; the registry knows no keys) and links its SBOM (catalog.ts, versionTrust).
+// signature manifest; the registry knows no keys) and links its SBOM (catalog.ts, versionTrust);
+// search says of each template's latest version whether it is signed, and by which of the
+// registry's signatureKeys (signed, signedBy).
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { packageDiff, type Catalog, type VersionRecord } from '../catalog.ts';
 import { OciError } from '../errors.ts';
@@ -53,7 +55,7 @@ export async function catalogRoutes(app: FastifyInstance, opts: CatalogOptions):
   app.get(SEARCH_URL, async (req) => {
     const q = req.query as Record<string, string | undefined>;
     const found = await catalog.search({ q: q.q, distro: q.distro, release: q.release, arch: q.arch, package: q.package });
-    return { templates: found.map((r) => ({ ...summary(r), latest: r.version })) };
+    return { templates: found.map((r) => ({ ...r, latest: r.version })) };
   });
 
   app.get(TEMPLATE_URL, async (req: FastifyRequest) => {

@@ -156,8 +156,7 @@ export async function webRoutes(app: FastifyInstance, opts: WebOptions): Promise
     const filter: SearchFilter = { q: one(q.q), distro: one(q.distro), release: one(q.release), arch: one(q.arch), package: one(q.package) };
     const allowed = mayPull(req);
     const found = (await catalog.search(filter)).filter((r) => allowed(r.name));
-    const rows = await catalog.withTrust(found);
-    return sendPage(reply, homePage(filter, rows, opts.auth ? visitors.get(req)?.note : undefined));
+    return sendPage(reply, homePage(filter, found, opts.auth ? visitors.get(req)?.note : undefined));
   });
 
   app.get(WEB_TEMPLATE_URL, async (req, reply) => {

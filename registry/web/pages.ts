@@ -3,7 +3,7 @@
 // diff. Every value from a manifest, config, label or package lock goes through `html`.
 import type { Digest } from '../../format/digest.ts';
 import type { HistoryEntry, LockedPackage, PackageChange } from '../../format/oci.ts';
-import type { SearchFilter, VersionChangelog, VersionRecord, VersionTrust } from '../catalog.ts';
+import type { SearchFilter, TemplateListing, VersionChangelog, VersionRecord, VersionTrust } from '../catalog.ts';
 import { html, raw, type Html } from './html.ts';
 
 export const STATIC = { css: '/-/static/catalog.css', js: '/-/static/catalog.js' };
@@ -101,9 +101,7 @@ ${body}
 
 // ---- home ----------------------------------------------------------------------------------
 
-export type SearchRow = VersionRecord & { versions: number } & Partial<Pick<VersionTrust, 'signed' | 'signedBy'>>;
-
-export function homePage(filter: SearchFilter, rows: SearchRow[], note?: string): string {
+export function homePage(filter: SearchFilter, rows: readonly TemplateListing[], note?: string): string {
   const field = (name: keyof SearchFilter, label: string, placeholder: string) =>
     html`<label>${label}<input type="search" name="${name}" value="${filter[name] ?? ''}" placeholder="${placeholder}"></label>`;
   const filtered = Object.values(filter).some(Boolean);
@@ -124,7 +122,7 @@ ${rows.map(
 <td class="hide-sm">${[r.distro, r.release, r.arch].filter(Boolean).join(' ')}</td>
 <td class="num">${size(r.size)}</td>
 <td class="hide-sm">${date(r.published)}</td>
-<td>${signedBadge(r.signed === undefined ? undefined : { signed: r.signed, signedBy: r.signedBy ?? [] })}</td>
+<td>${signedBadge(r)}</td>
 </tr>`,
 )}
 </tbody></table>
