@@ -3,6 +3,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { prepareAuth, type AuthConfig } from './auth/setup.ts';
+import { SignOuts } from './auth/sign-outs.ts';
 import { Catalog } from './catalog.ts';
 import { authRoutes } from './http/auth.ts';
 import { catalogRoutes } from './http/catalog.ts';
@@ -85,7 +86,7 @@ export async function buildServer(opts: ServerOptions): Promise<{ app: FastifyIn
     return { status: 'ok', storage: opts.driver.name };
   });
   const auth = opts.auth ? await prepareAuth(opts.auth, { warn: (msg) => app.log.warn(msg), error: (obj, msg) => app.log.error(obj, msg) }) : undefined;
-  if (auth) await app.register(authRoutes, auth);
+  if (auth) await app.register(authRoutes, { ...auth, signOuts: new SignOuts(registry.driver) });
   await app.register(v2Routes, {
     registry,
     redirectBlobs: opts.redirectBlobs,

@@ -15,13 +15,17 @@
 //   A page request without an Authorization header may instead carry the vztpl_session cookie
 //   set by the sign-in form (POST /-/login): a token from signToken (same secret and TTL) marked
 //   `web`, naming the user; the visitor is that user with their current scopes, and a removed
-//   user or changed password ends the session as it revokes tokens. The cookie is read for the
-//   pages only, never for /v2/ or /api/v1/ (no CSRF surface there), and a session token is
-//   refused as a Bearer token.
+//   user or changed password ends the session as it revokes tokens. Signing out (POST
+//   /-/logout) records the token's id in the storage until it expires (auth/sign-outs.ts), so
+//   no instance honors that cookie again. The cookie is read for the pages only, never for
+//   /v2/ or /api/v1/ (no CSRF surface there), and a session token is refused as a Bearer token.
+//   Credentials a page request carries that do not check out (or a password guard refusal) are
+//   handed to the pages, which answer with the sign-in form (http/web.ts), not JSON.
 // - Basic credentials (here and on /token) go through PasswordGuard (auth/guard.ts): too many
 //   failed logins get 429, too many checks waiting 503, both with Retry-After and no check.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AuthRuntime } from '../auth/setup.ts';
+import type { SignOuts } from '../auth/sign-outs.ts';
 import { allowedActions, formatScope, grant, holds, parseScopes, type Access, type Principal } from '../auth/policy.ts';
 import { PasswordGuard, type CheckResult } from '../auth/guard.ts';
 import { passwordFingerprint, SERVICE, signToken, verifyToken, type TokenClaims } from '../auth/token.ts';
@@ -91,7 +95,9 @@ function quote(value: string): string {
   return `"${value.replace(/["\\]/g, '')}"`;
 }
 
-async function authPlugin(app: FastifyInstance, auth: AuthRuntime): Promise<void> {
+export type AuthPluginOptions = AuthRuntime & { signOuts: SignOuts };
+
+async function authPlugin(app: FastifyInstance, auth: AuthPluginOptions): Promise<void> {
   const policy = { anonymousPull: auth.anonymousPull };
   const guard = new PasswordGuard(auth.limits);
   auth.users.onChange = () => guard.usersChanged();
@@ -138,18 +144,35 @@ async function authPlugin(app: FastifyInstance, auth: AuthRuntime): Promise<void
     return { status: 401, reason: `unsupported authorization scheme ${scheme}` };
   }
 
-  /**
-   * The visitor a page's vztpl_session cookie names, or undefined (no cookie, or one that no
-   * longer holds: expired, not a session, user removed or password changed).
-   */
-  async function session(req: FastifyRequest): Promise<Identity | undefined> {
+  /** The claims of the request's vztpl_session cookie when it is a well-signed, unexpired session token. */
+  function sessionClaims(req: FastifyRequest): TokenClaims | undefined {
     const token = sessionToken(req);
     if (!token) return undefined;
     const verified = verifyToken(auth.secret, token);
-    if (!verified.ok || !verified.claims.web || !verified.claims.sub) return undefined;
-    const user = await auth.users.get(verified.claims.sub);
-    if (!user || verified.claims.pwd !== passwordFingerprint(auth.secret, user.password)) return undefined;
+    return verified.ok && verified.claims.web && verified.claims.sub ? verified.claims : undefined;
+  }
+
+  /**
+   * The visitor a page's vztpl_session cookie names, or undefined (no cookie, or one that no
+   * longer holds: expired, not a session, signed out, user removed or password changed).
+   */
+  async function session(req: FastifyRequest): Promise<Identity | undefined> {
+    const claims = sessionClaims(req);
+    if (!claims) return undefined;
+    const user = await auth.users.get(claims.sub);
+    if (!user || claims.pwd !== passwordFingerprint(auth.secret, user.password)) return undefined;
+    if (await auth.signOuts.isSignedOut(claims)) return undefined;
     return { principal: { kind: 'user', user }, via: 'session' };
+  }
+
+  /** The sign-out the pages call: the cookie's session, if it is one, is ended for every instance. */
+  function signOut(req: FastifyRequest): () => Promise<void> {
+    return async () => {
+      const claims = sessionClaims(req);
+      if (!claims) return;
+      await auth.signOuts.signOut(claims);
+      req.log.info({ audit: 'web-logout', user: claims.sub }, 'web sign-out');
+    };
   }
 
   /** The sign-in form's check: the same guarded path as Basic credentials, then a session token. */
@@ -220,6 +243,11 @@ async function authPlugin(app: FastifyInstance, auth: AuthRuntime): Promise<void
     if (!need) return;
     const fromSession = need.kind === 'web' && !req.headers.authorization ? await session(req) : undefined;
     const identity = fromSession ?? (await identify(req));
+    if ('status' in identity && need.kind === 'web' && identity.status !== 403) {
+      // The pages answer it themselves, with the sign-in form.
+      setWebVisitor(req, { mayPull: () => false, refused: identity.status === 401 ? { status: 401 } : { status: identity.status, retryAfter: identity.retryAfter }, signIn: signIn(req), signOut: signOut(req) });
+      return;
+    }
     if ('status' in identity) return fail(req, reply, identity.status === 401 ? { ...identity, scope: need.kind === 'access' ? need.access : undefined } : identity);
     identities.set(req, identity);
     if (need.kind === 'web') {
@@ -229,6 +257,7 @@ async function authPlugin(app: FastifyInstance, auth: AuthRuntime): Promise<void
         ...(identity.principal.kind === 'user' ? { user: identity.principal.user.name, session: identity.via === 'session' } : {}),
         ...(identity.via === 'none' && sessionToken(req) ? { staleSession: true } : {}),
         signIn: signIn(req),
+        signOut: signOut(req),
       });
       return;
     }

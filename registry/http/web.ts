@@ -10,12 +10,15 @@
 //   /t/NAME/-/diff?from=&to=   packages added, removed, changed
 //   /-/static/catalog.{css,js}
 //   /-/login                   (auth on) GET: the sign-in form; POST: sign in, set vztpl_session
-//   /-/logout                  (auth on) POST: clear vztpl_session
+//   /-/logout                  (auth on) POST: end the session for every instance, clear vztpl_session
 //
 // Signing in: the auth plugin checks the password as for Basic credentials (its guard's limits,
 // 429) and signs a session token with the registry's token secret and TTL; it goes into the
 // vztpl_session cookie (HttpOnly; SameSite=Strict; Path=/; Secure over HTTPS; Max-Age = TTL),
 // which only the pages read. POSTs are also checked for a same-origin Origin (or Referer).
+// A page request whose own credentials do not check out (a wrong Basic password, a bad token)
+// gets the sign-in form with 401 and the one generic message, as a failed sign-in does; the
+// password guard's refusals get it with 429 or 503 and Retry-After.
 //
 // Template names never have a component starting with '-', so /-/ cannot be part of one.
 // Pages send a strict Content-Security-Policy: no inline script or style, same-origin files only.
@@ -52,11 +55,11 @@ export function sessionToken(req: FastifyRequest): string | undefined {
   return undefined;
 }
 
+/** Why credentials were not taken: they do not check out (401), or the password guard refused to check them. */
+export type AuthRefusal = { status: 401 } | { status: 429 | 503; retryAfter: number };
+
 /** The sign-in check the auth plugin hands a page request. */
-export type SignIn = (
-  name: string,
-  password: string,
-) => Promise<{ ok: true; token: string; maxAge: number } | { ok: false; status: 401 } | { ok: false; status: 429 | 503; retryAfter: number }>;
+export type SignIn = (name: string, password: string) => Promise<{ ok: true; token: string; maxAge: number } | ({ ok: false } & AuthRefusal)>;
 
 export const CONTENT_SECURITY_POLICY =
   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
@@ -72,6 +75,9 @@ export function matchWebRoute(tail: string): WebRoute {
 
 class NotFound extends Error {}
 
+/** Where to go after signing in: a path on this site only. */
+const next = (v: unknown) => (typeof v === 'string' && /^\/(?![/\\])[^\0-\x1f]*$/.test(v) ? v : '/');
+
 /** What the auth plugin decided about a page's visitor. */
 export interface WebVisitor {
   mayPull(name: string): boolean;
@@ -81,9 +87,13 @@ export interface WebVisitor {
   user?: string;
   /** The user signed in with the form (the vztpl_session cookie). */
   session?: boolean;
-  /** A vztpl_session cookie came that no longer holds (expired, user removed, password changed): cleared. */
+  /** A vztpl_session cookie came that no longer holds (expired, signed out, user removed, password changed): cleared. */
   staleSession?: boolean;
+  /** The request's own credentials were not taken: the page is the sign-in form instead. */
+  refused?: AuthRefusal;
   signIn?: SignIn;
+  /** Ends the cookie's session for every instance. */
+  signOut?: () => Promise<void>;
 }
 
 const visitors = new WeakMap<FastifyRequest, WebVisitor>();
@@ -102,6 +112,12 @@ export async function webRoutes(app: FastifyInstance, opts: WebOptions): Promise
     reply.header('Referrer-Policy', 'same-origin');
     reply.header('X-Frame-Options', 'DENY');
     return payload;
+  });
+
+  // A page asked for with credentials that were not taken (auth on): the form, to come back to that page.
+  app.addHook('preHandler', async (req, reply) => {
+    const refused = visitors.get(req)?.refused;
+    if (refused && req.method !== 'POST') return refusedPage(reply, next(req.routeOptions.url === WEB_LOGIN_URL ? (req.query as Record<string, unknown>).next : req.url), refused);
   });
 
   app.setErrorHandler((err: unknown, req, reply) => {
@@ -190,6 +206,14 @@ export async function webRoutes(app: FastifyInstance, opts: WebOptions): Promise
 
   if (opts.auth) signInRoutes(app);
 
+  /** The sign-in form again, with the status and message of why credentials were not taken. */
+  function refusedPage(reply: FastifyReply, to: string, refusal: AuthRefusal, name?: string): FastifyReply {
+    reply.code(refusal.status);
+    if (refusal.status === 401) return sendPage(reply, loginPage(to, 'Invalid username or password.', name));
+    reply.header('Retry-After', String(refusal.retryAfter));
+    return sendPage(reply, loginPage(to, refusal.status === 429 ? `Too many failed sign-ins; try again in ${refusal.retryAfter} seconds.` : 'The registry is busy; try again in a moment.', name));
+  }
+
   /** Sign in and out (auth on); the auth plugin has identified the visitor and handed over its check. */
   function signInRoutes(app: FastifyInstance): void {
     app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 8192 }, (_req, body, done) => {
@@ -199,8 +223,6 @@ export async function webRoutes(app: FastifyInstance, opts: WebOptions): Promise
       const v = (req.body as Record<string, unknown> | undefined)?.[name];
       return typeof v === 'string' ? v : '';
     };
-    /** Where to go after signing in: a path on this site only. */
-    const next = (v: unknown) => (typeof v === 'string' && /^\/(?![/\\])[^\0-\x1f]*$/.test(v) ? v : '/');
     /**
      * A POST made by a page of this site: its Origin (or, without one, its Referer) names this
      * host. With SameSite=Strict cookies this keeps other sites from signing a visitor in or out.
@@ -229,13 +251,12 @@ export async function webRoutes(app: FastifyInstance, opts: WebOptions): Promise
       if (result.ok) {
         return reply.code(303).header('Set-Cookie', sessionCookie(req, result.token, result.maxAge)).header('Cache-Control', 'no-store').header('Location', to).send();
       }
-      if (result.status === 401) return sendPage(reply.code(401), loginPage(to, 'Invalid username or password.', name));
-      reply.code(result.status).header('Retry-After', String(result.retryAfter));
-      return sendPage(reply, loginPage(to, result.status === 429 ? `Too many failed sign-ins; try again in ${result.retryAfter} seconds.` : 'The registry is busy; try again in a moment.', name));
+      return refusedPage(reply, to, result, name);
     });
 
     app.post(WEB_LOGOUT_URL, async (req, reply) => {
       if (!sameOrigin(req)) return forbidden(reply);
+      await visitors.get(req)?.signOut?.();
       return reply.code(303).header('Set-Cookie', sessionCookie(req, '', 0)).header('Cache-Control', 'no-store').header('Location', '/').send();
     });
   }

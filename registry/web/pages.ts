@@ -218,8 +218,8 @@ export function versionPage(ctx: PageContext, v: VersionView): string {
 <dt>Published</dt><dd>${date(r.published)}</dd>
 </dl></section>
 <section class="panel"><dl class="facts">
-<dt>Signature</dt><dd>${signedBadge(v.trust)}${sig ? html` <span class="muted">${sig.matching} of ${sig.count} signatures name this version</span>` : ''}</dd>
-${v.trust.signedBy.length ? html`<dt>Verified by</dt><dd>${v.trust.signedBy.map((f) => html`<code>${f}</code> `)}</dd>` : ''}
+<dt>Signature</dt><dd id="signature">${signedBadge(v.trust)}${sig ? html` <span class="muted">${sig.matching} of ${sig.count} signatures name this version</span>` : ''}</dd>
+${v.trust.signedBy.length ? html`<dt>Verified by</dt><dd id="verified-by">${v.trust.signedBy.map((f) => html`<code>${f}</code> `)}</dd>` : ''}
 <dt>SBOM</dt><dd>${
     v.trust.sbom
       ? html`<a href="${v.trust.sbom.document?.url ?? v.trust.sbom.url}" download="${`${name.replace(/\//g, '_')}-${r.version}.spdx.json`}">SPDX document</a> <span class="muted">${size(v.trust.sbom.document?.size ?? v.trust.sbom.size)}${v.trust.sbom.signed ? ', signed' : ''}</span>`

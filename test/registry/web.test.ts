@@ -2,9 +2,12 @@
 // playwright-core. A real "vztpl serve" gets small templates pushed over the distribution API
 // (one with a <script> label and an HTML package name); the test searches by package, reads a
 // version's full package list (with and without JavaScript), compares two versions, checks that
-// hostile values are text, that the CSP header is sent and nothing of ours breaks it. A second,
-// in-process registry on the same storage with auth on (anonymous pull off) shows a visitor
-// without access nothing of a private template. Screenshots of the pages go to docs/.
+// hostile values are text, that the CSP header is sent and nothing of ours breaks it; one version
+// is signed with `vztpl sign` by a key the registry knows, and shows so. A second, in-process
+// registry on the same storage with auth on (anonymous pull off) shows a visitor without access
+// nothing of a private template; the sign-in form keeps a session that signing out ends on every
+// instance; credentials that do not check out get the form again (HTML 401). Screenshots of the
+// pages go to docs/.
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,11 +15,12 @@ import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MediaType, Label, type LockedPackage } from '../../format/oci.ts';
+import { loadPublicKey } from '../../format/sigstore/public-key.ts';
 import { hashPassword } from '../../registry/auth/password.ts';
 import { serializeUsers, type User } from '../../registry/auth/users.ts';
 import { buildServer } from '../../registry/server.ts';
 import { FsDriver } from '../../registry/storage/fs.ts';
-import { blob, cliEnv, freePort, pushImage, randomBlob, REPO_ROOT, spawnCli, templateConfig, waitHealthy, type Blob, type Spawned } from '../helpers/registry-env.ts';
+import { blob, cliEnv, freePort, pushImage, randomBlob, REPO_ROOT, runCli, spawnCli, templateConfig, waitHealthy, type Blob, type Spawned } from '../helpers/registry-env.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const HOSTILE_LABEL = '<script>window.__pwned = 1; alert("label")</script>';
@@ -67,6 +71,8 @@ describe.skipIf(!!skip)('web catalog in chromium', () => {
   let context: BrowserContext;
   const dialogs: string[] = [];
   const cspErrors: string[] = [];
+  /** The fingerprint of the key that signs acme/alma-9-x86_64 2.3.0, which the registry is given. */
+  let signer: string;
 
   async function open(path: string, ctx: BrowserContext = context): Promise<Page> {
     const page = await ctx.newPage();
@@ -87,11 +93,18 @@ describe.skipIf(!!skip)('web catalog in chromium', () => {
     work = await mkdtemp(join(tmpdir(), 'vztpl-web-'));
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
-    server = spawnCli(['serve', '--listen', `127.0.0.1:${port}`, '--storage', `fs:${join(work, 'registry')}`], cliEnv({ VZTPL_LOG_LEVEL: 'warn' }));
+    const key = join(work, 'signer');
+    const keyEnv = cliEnv({ VZTPL_KEY_PASSWORD: 'signer pw' });
+    const generated = await runCli(['key', 'generate', key], { env: keyEnv });
+    expect(generated.code, generated.stderr).toBe(0);
+    signer = (await loadPublicKey(`${key}.pub`)).fingerprint;
+    server = spawnCli(['serve', '--listen', `127.0.0.1:${port}`, '--storage', `fs:${join(work, 'registry')}`], cliEnv({ VZTPL_LOG_LEVEL: 'warn', VZTPL_SIGNATURE_KEYS: `${key}.pub` }));
     await waitHealthy(`${base}/healthz`, server);
     await push(base, 'acme/debian-12-x86_64', '1.0.0', { distro: 'debian', release: '12', arch: 'x86_64', packages: BASE });
     await push(base, 'acme/debian-12-x86_64', '1.0.1', { distro: 'debian', release: '12', arch: 'x86_64', packages: NEXT });
     await push(base, 'acme/alma-9-x86_64', '2.3.0', { distro: 'almalinux', release: '9', arch: 'x86_64', packages: ALMA });
+    const signed = await runCli(['sign', `127.0.0.1:${port}/acme/alma-9-x86_64:2.3.0`, '--key', `${key}.key`], { env: keyEnv });
+    expect(signed.code, signed.stderr).toBe(0);
     await push(base, 'acme/odd', '0.1.0', {
       distro: 'debian',
       release: '12',
@@ -114,6 +127,9 @@ describe.skipIf(!!skip)('web catalog in chromium', () => {
     const page = await open('/');
     const all = await page.locator('#results tbody tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-name')));
     expect(all.sort()).toEqual(['acme/alma-9-x86_64', 'acme/debian-12-x86_64', 'acme/odd', 'private/secret-db']);
+    const badge = (name: string) => page.locator(`#results tbody tr[data-name="${name}"] .badge`).textContent();
+    expect(await badge('acme/alma-9-x86_64')).toBe('signed, verified');
+    expect(await badge('acme/debian-12-x86_64')).toBe('unsigned');
     await page.screenshot({ path: join(DOCS, 'catalog-home.png') });
 
     await page.fill('input[name=package]', 'httpd');
@@ -179,6 +195,19 @@ describe.skipIf(!!skip)('web catalog in chromium', () => {
     expect(await small.evaluate<number>('document.documentElement.scrollWidth')).toBeLessThanOrEqual(390);
     await small.screenshot({ path: join(DOCS, 'catalog-version-phone-dark.png') });
     await phone.close();
+  });
+
+  it('a signed version: its signature, verified by the registry\'s key, named by fingerprint', async () => {
+    const page = await open('/t/acme/alma-9-x86_64/-/2.3.0');
+    expect(await page.locator('#signature').textContent()).toBe('signed, verified 1 of 1 signatures name this version');
+    expect(await page.locator('#verified-by').textContent()).toBe(`${signer} `);
+    await page.screenshot({ path: join(DOCS, 'catalog-version-signed.png') });
+    await page.close();
+    // the unsigned one says so
+    const unsigned = await open('/t/acme/debian-12-x86_64/-/1.0.1');
+    expect(await unsigned.locator('#signature').textContent()).toBe('unsigned');
+    expect(await unsigned.locator('#verified-by').count()).toBe(0);
+    await unsigned.close();
   });
 
   it('diff: picking two versions shows what was added, removed and changed', async () => {
@@ -293,6 +322,7 @@ describe.skipIf(!!skip)('web catalog in chromium', () => {
       const wrongPassword = await bodyText();
       expect(await page.locator('#login-error').textContent()).toBe('Invalid username or password.');
       expect(await page.locator('input[name=password]').count()).toBe(1);
+      await page.screenshot({ path: join(DOCS, 'catalog-sign-in.png') });
       expect(await submit('nobody-here', 'wrong')).toBe(401);
       expect(await bodyText()).toBe(wrongPassword);
       expect(await sessionCookie()).toBeUndefined();
@@ -335,13 +365,35 @@ describe.skipIf(!!skip)('web catalog in chromium', () => {
       expect((await fetch(`${authBase}/-/login`, { method: 'POST', headers: form, body: 'username=ops&password=ops+pw' })).status).toBe(403);
       expect((await fetch(`${authBase}/-/logout`, { method: 'POST', headers: { ...withCookie.headers, ...form, origin: 'http://evil.example' } })).status).toBe(403);
 
-      // signing out ends it
-      await page.goto(`${authBase}/`);
-      await Promise.all([page.waitForURL(`${authBase}/`), page.click('header .account button')]);
-      expect(await sessionCookie()).toBeUndefined();
-      expect(await page.locator('#sign-in').count()).toBe(1);
-      res = await page.goto(`${authBase}/t/private/secret-db`);
-      expect(res?.status()).toBe(404);
+      // another instance on the same storage and users file honors the session too
+      const other = await buildServer({ driver: new FsDriver({ root: join(work, 'registry') }), auth: { enabled: true, anonymousPull: false, tokenTtl: 300, usersFile } });
+      await other.app.listen({ host: '127.0.0.1', port: 0 });
+      const otherBase = `http://127.0.0.1:${(other.app.server.address() as { port: number }).port}`;
+      try {
+        expect((await fetch(`${otherBase}/t/private/secret-db`, withCookie)).status).toBe(200);
+
+        // signing out ends it, on the server: the cookie as it was before refused by both instances
+        await page.goto(`${authBase}/`);
+        await Promise.all([page.waitForURL(`${authBase}/`), page.click('header .account button')]);
+        expect(await sessionCookie()).toBeUndefined();
+        expect(await page.locator('#sign-in').count()).toBe(1);
+        res = await page.goto(`${authBase}/t/private/secret-db`);
+        expect(res?.status()).toBe(404);
+        for (const via of [authBase, otherBase]) {
+          const replayed = await fetch(`${via}/t/private/secret-db`, withCookie);
+          expect(replayed.status, via).toBe(404);
+          expect(await replayed.text()).not.toContain('secret-sauce');
+          expect(replayed.headers.get('set-cookie'), via).toMatch(/^vztpl_session=; Max-Age=0;/);
+          const home = await (await fetch(`${via}/?package=secret-sauce`, withCookie)).text();
+          expect(home).toContain('0 templates found');
+          expect(home).toContain('id="sign-in"');
+        }
+        // signing out again with it changes nothing
+        expect((await fetch(`${otherBase}/-/logout`, { method: 'POST', headers: { ...withCookie.headers, ...form, origin: otherBase }, redirect: 'manual' })).status).toBe(303);
+        expect((await fetch(`${otherBase}/t/private/secret-db`, withCookie)).status).toBe(404);
+      } finally {
+        await other.app.close();
+      }
 
       // removing the user from the users file ends the session
       await signIn('/t/private/secret-db');
@@ -360,6 +412,68 @@ describe.skipIf(!!skip)('web catalog in chromium', () => {
         if (status === 429) {
           expect(Number(r.headers.get('retry-after'))).toBeGreaterThan(0);
           expect(await r.text()).toContain('name="password"');
+        } else expect(status).toBe(401);
+      }
+      expect(status).toBe(429);
+    } finally {
+      await ctx.close();
+      await app.close();
+    }
+  });
+
+  it('with auth on, a page asked for with credentials that do not check out gets the sign-in form with 401, not JSON', async () => {
+    const usersFile = join(work, 'users-bad.yaml');
+    const reader: User = { name: 'reader', password: await hashPassword('reader pw', { N: 1024, r: 8, p: 1 }), scopes: [{ repositories: 'acme/**', actions: ['pull'] }] };
+    await writeFile(usersFile, serializeUsers([reader], usersFile), { mode: 0o600 });
+    const { app } = await buildServer({ driver: new FsDriver({ root: join(work, 'registry') }), auth: { enabled: true, anonymousPull: false, tokenTtl: 300, usersFile } });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const authBase = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+    const wrong = { authorization: `Basic ${Buffer.from('reader:not it').toString('base64')}` };
+    const ctx = await browser.newContext({ extraHTTPHeaders: wrong });
+    try {
+      // in the browser: the form, with the one message, to come back to the page asked for
+      const page = await ctx.newPage();
+      const res = await page.goto(`${authBase}/t/acme/alma-9-x86_64`);
+      expect(res?.status()).toBe(401);
+      expect(res?.headers()['content-type']).toBe('text/html; charset=utf-8');
+      expect(await page.locator('#login-error').textContent()).toBe('Invalid username or password.');
+      expect(await page.locator('input[name=next]').inputValue()).toBe('/t/acme/alma-9-x86_64');
+      expect(await page.locator('main').textContent()).not.toContain('httpd');
+      await page.close();
+
+      // the same for an unknown user, a bad token, a token of no form; the strict CSP is sent
+      const bodies = new Set<string>();
+      for (const authorization of [`Basic ${Buffer.from('nobody:x').toString('base64')}`, 'Bearer not.a.token', 'Digest x']) {
+        const r = await fetch(`${authBase}/`, { headers: { authorization } });
+        expect(r.status, authorization).toBe(401);
+        expect(r.headers.get('content-type')).toBe('text/html; charset=utf-8');
+        expect(r.headers.get('content-security-policy')).toContain("default-src 'none'");
+        const text = await r.text();
+        expect(text).toContain('id="login-error"');
+        expect(text).toContain('name="password"');
+        bodies.add(text);
+      }
+      expect(bodies.size).toBe(1);
+      // the sign-in page itself keeps its next
+      const login = await fetch(`${authBase}/-/login?next=/t/acme/odd`, { headers: wrong });
+      expect(login.status).toBe(401);
+      expect(await login.text()).toContain('value="/t/acme/odd"');
+      // the API still answers in its own format
+      const api = await fetch(`${authBase}/api/v1/templates`, { headers: wrong });
+      expect(api.status).toBe(401);
+      expect(api.headers.get('content-type')).toMatch(/^application\/json/);
+      expect(api.headers.get('www-authenticate')).toMatch(/^Bearer /);
+
+      // the password guard's limit on a page: the form with 429 and Retry-After
+      let status = 0;
+      for (let i = 0; i < 30 && status !== 429; i++) {
+        const r = await fetch(`${authBase}/`, { headers: wrong });
+        status = r.status;
+        const text = await r.text();
+        if (status === 429) {
+          expect(Number(r.headers.get('retry-after'))).toBeGreaterThan(0);
+          expect(text).toContain('Too many failed sign-ins');
+          expect(text).toContain('name="password"');
         } else expect(status).toBe(401);
       }
       expect(status).toBe(429);
