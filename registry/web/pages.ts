@@ -43,8 +43,7 @@ function shortDigest(digest: string): Html {
   return html`<code title="${digest}">${digest.replace(/^sha256:/, '').slice(0, 12)}</code>`;
 }
 
-function signedBadge(t: Pick<VersionTrust, 'signed' | 'signedBy'> | undefined): Html {
-  if (!t) return html`<span class="badge none">?</span>`;
+function signedBadge(t: Pick<VersionTrust, 'signed' | 'signedBy'>): Html {
   if (!t.signed) return html`<span class="badge none">unsigned</span>`;
   return t.signedBy.length ? html`<span class="badge ok" title="${t.signedBy.join(', ')}">signed, verified</span>` : html`<span class="badge ok">signed</span>`;
 }
