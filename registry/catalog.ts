@@ -112,26 +112,26 @@ export class Catalog {
 
   /**
    * After a manifest is stored under `tag`: a version gets its record, moves the aliases and
-   * rewrites the summary; a signature changes what search shows. Either is then marked changed.
+   * rewrites the summary; a signature changes what search shows. Either is then marked changed
+   * (a version only when its summary changed, so pushing one again leaves storage as it was).
    */
   async published(repo: string, tag: string, digest: Digest): Promise<void> {
     if (isVersionTag(tag)) {
       // The summary quotes the latest record; the aliases need only the tags.
-      await Promise.all([this.moveAliases(repo), this.writeRecord(repo, tag, digest).then(() => this.refreshSummary(repo))]);
-    } else if (!isSignatureTag(tag)) return;
-    await this.changes.changed(repo);
+      const [, { changed }] = await Promise.all([this.moveAliases(repo), this.writeRecord(repo, tag, digest).then(() => this.refreshSummary(repo))]);
+      if (changed) await this.changes.changed(repo);
+    } else if (isSignatureTag(tag)) await this.changes.changed(repo);
   }
 
   /**
    * After tags were deleted (by name, or with their manifest): if versions went, the aliases move
-   * to the versions left and the summary is rewritten; then, as for signatures, marked changed.
+   * to the versions left and the summary is rewritten; marked changed as for a publish.
    */
   async deleted(repo: string, tags: readonly string[]): Promise<void> {
     if (tags.some(isVersionTag)) {
       await this.moveAliases(repo);
-      await this.refreshSummary(repo);
-    } else if (!tags.some(isSignatureTag)) return;
-    await this.changes.changed(repo);
+      if ((await this.refreshSummary(repo)).changed) await this.changes.changed(repo);
+    } else if (tags.some(isSignatureTag)) await this.changes.changed(repo);
   }
 
   private async writeRecord(repo: string, version: string, digest: Digest): Promise<void> {
