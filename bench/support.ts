@@ -346,6 +346,8 @@ export interface Rgw {
   accessKeyId: string;
   secretAccessKey: string;
   startMs: number;
+  /** Its daemons, whose CPU a benchmark may count with the registry's. */
+  readonly pids: { mon: number; osd: number; rgw: number | undefined };
   stop(): Promise<void>;
 }
 
