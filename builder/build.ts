@@ -9,7 +9,7 @@ import { canonicalJson, Label, MediaType, ociArchitecture, type Compression, typ
 import { sha256, type Digest } from '../format/digest.ts';
 import { writeLayoutAtomically } from '../format/layout.ts';
 import { packLayer } from '../format/tar/pack.ts';
-import { walkLayer } from '../format/tar/walk.ts';
+import { layerEntries, nonEmptyLayerEntries } from '../format/tar/walk.ts';
 import { parseLockLines } from '../format/packages/lock.ts';
 import { chrootCommand, chrootEnv, runStepScript, type Bind } from './chroot.ts';
 import { cleanTree } from './cleanup.ts';
@@ -327,8 +327,9 @@ async function packAndStore(
   ctx: StepContext,
   lowers?: readonly string[],
 ): Promise<CachedLayer> {
-  const entries = await walkLayer(tree, { kind, epoch: ctx.epoch, lowers });
-  if (entries.length === 0) {
+  // The walk streams into the packer: packing starts before the tree is listed.
+  const entries = await nonEmptyLayerEntries(tree, { kind, epoch: ctx.epoch, lowers });
+  if (!entries) {
     return ctx.cache.put({ key, treeKind: kind, emptyLayer: true, blobs: {}, packages, history: { ...history, empty_layer: true }, seconds: 0 }, tree, ctx.replace);
   }
   const tmp = join(tree, '..', `layer.${ctx.compression}`);
@@ -342,8 +343,7 @@ async function ensureBlob(layer: CachedLayer, ctx: StepContext, lowers: readonly
   if (layer.emptyLayer || layer.blobs[ctx.compression]) return;
   const work = await ctx.cache.workDir();
   try {
-    const entries = await walkLayer(layer.tree, { kind: layer.treeKind, epoch: ctx.epoch, lowers });
-    const packed = await packLayer(entries, join(work, 'layer'), ctx.compression);
+    const packed = await packLayer(layerEntries(layer.tree, { kind: layer.treeKind, epoch: ctx.epoch, lowers }), join(work, 'layer'), ctx.compression);
     if (packed.diffId !== layer.diffId) throw new VztplError(`step cache entry ${layer.key} is corrupt: its tree no longer matches its layer; run with --no-cache`);
     await ctx.cache.addBlob(layer, ctx.compression, await ctx.cache.storeBlob(join(work, 'layer'), packed));
   } finally {

@@ -4,7 +4,7 @@
 // become OCI whiteouts (.wh.<name>, .wh..wh..opq).
 import { existsSync, lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
-import { readXattrs } from './xattrs.ts';
+import { readXattrs, type XattrIndex } from './xattrs.ts';
 import type { TarEntry } from './header.ts';
 import { OPAQUE_WHITEOUT, WHITEOUT_PREFIX } from '../oci.ts';
 
@@ -43,21 +43,63 @@ function byteOrder(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
 
-export async function walkLayer(root: string, opts: WalkOptions): Promise<LayerEntry[]> {
-  // getfattr runs in its own process while this one lists and stats the tree; the attributes
-  // are attached afterwards (the walk and the getfattr scan cost about the same).
-  const xattrsRead = readXattrs(root);
-  xattrsRead.catch(() => undefined);
-  const entries: LayerEntry[] = [];
-  /** Absolute path of each entry ('' for whiteouts), for attaching attributes. */
-  const sources: string[] = [];
-  const firstLinkByInode = new Map<string, string>();
-  const push = (entry: LayerEntry, abs: string) => {
-    entries.push(entry);
-    sources.push(abs);
-  };
+/** How many entries the walk lists between looks at whether getfattr has answered. */
+const SLICE = 256;
 
-  const visit = (dirRel: string): void => {
+/** The whole entry list of a tree (see layerEntries). */
+export async function walkLayer(root: string, opts: WalkOptions): Promise<LayerEntry[]> {
+  const entries: LayerEntry[] = [];
+  for await (const batch of layerEntries(root, opts)) entries.push(...batch);
+  return entries;
+}
+
+/**
+ * The entries of a tree in archive order, in batches, for a packer to consume while the walk
+ * goes on. getfattr scans the tree in its own process meanwhile; the walk keeps listing until
+ * it has answered, and from then on each batch is handed over as soon as it is listed.
+ */
+export async function* layerEntries(root: string, opts: WalkOptions): AsyncGenerator<LayerEntry[]> {
+  let xattrs: XattrIndex | undefined;
+  const xattrsRead = readXattrs(root).then((index) => (xattrs = index));
+  xattrsRead.catch(() => undefined);
+  let pending: Walked[] = [];
+  for (const walked of walkTree(root, opts)) {
+    pending.push(walked);
+    if (pending.length < SLICE) continue;
+    // A turn of the event loop lets getfattr's output in without waiting for it.
+    if (!xattrs) await new Promise((resolve) => setImmediate(resolve));
+    if (!xattrs) continue;
+    yield withAttributes(pending, xattrs, opts);
+    pending = [];
+  }
+  yield withAttributes(pending, await xattrsRead, opts);
+}
+
+/** layerEntries, or undefined when the tree has no entry at all (there is no layer to pack). */
+export async function nonEmptyLayerEntries(root: string, opts: WalkOptions): Promise<AsyncIterable<LayerEntry[]> | undefined> {
+  const walk = layerEntries(root, opts);
+  // Only the last batch can be empty, so an empty first batch is an empty tree.
+  const first = await walk.next();
+  if (first.done || first.value.length === 0) {
+    await walk.return(undefined);
+    return undefined;
+  }
+  return (async function* () {
+    yield first.value;
+    yield* walk;
+  })();
+}
+
+interface Walked {
+  entry: LayerEntry;
+  /** Absolute path, for its attributes ('' for whiteouts). */
+  abs: string;
+}
+
+/** Lists and stats the tree in sorted order; attributes come later (withAttributes). */
+function* walkTree(root: string, opts: WalkOptions): Generator<Walked> {
+  const firstLinkByInode = new Map<string, string>();
+  function* visit(dirRel: string): Generator<Walked> {
     const dirAbs = dirRel ? join(root, dirRel) : root;
     const names = readdirSync(dirAbs).sort(byteOrder);
     for (const name of names) {
@@ -66,7 +108,7 @@ export async function walkLayer(root: string, opts: WalkOptions): Promise<LayerE
       const st = lstatSync(abs);
       const fmt = st.mode & S_IFMT;
       if (opts.kind === 'upper' && fmt === S_IFCHR && st.rdev === 0) {
-        push(whiteoutEntry(dirRel ? `${dirRel}/${WHITEOUT_PREFIX}${name}` : `${WHITEOUT_PREFIX}${name}`, st, opts.epoch), '');
+        yield { entry: whiteoutEntry(dirRel ? `${dirRel}/${WHITEOUT_PREFIX}${name}` : `${WHITEOUT_PREFIX}${name}`, st, opts.epoch), abs: '' };
         continue;
       }
       if (name.startsWith(WHITEOUT_PREFIX)) {
@@ -76,8 +118,8 @@ export async function walkLayer(root: string, opts: WalkOptions): Promise<LayerE
       switch (fmt) {
         case S_IFDIR:
           entry.type = 'dir';
-          push(entry, abs);
-          visit(rel);
+          yield { entry, abs };
+          yield* visit(rel);
           continue;
         case S_IFREG: {
           if (st.nlink > 1) {
@@ -87,7 +129,7 @@ export async function walkLayer(root: string, opts: WalkOptions): Promise<LayerE
               entry.type = 'link';
               entry.linkname = first;
               entry.size = 0;
-              push(entry, abs);
+              yield { entry, abs };
               continue;
             }
             firstLinkByInode.set(key, rel);
@@ -95,48 +137,49 @@ export async function walkLayer(root: string, opts: WalkOptions): Promise<LayerE
           entry.type = 'file';
           entry.size = st.size;
           entry.source = abs;
-          push(entry, abs);
+          yield { entry, abs };
           continue;
         }
         case S_IFLNK:
           entry.type = 'symlink';
           entry.linkname = readlinkSync(abs, 'utf8');
-          push(entry, abs);
+          yield { entry, abs };
           continue;
         case S_IFCHR:
         case S_IFBLK:
           entry.type = fmt === S_IFCHR ? 'char' : 'block';
           entry.devmajor = Math.floor(st.rdev / 256) & 0xfff; // glibc major/minor for small numbers
           entry.devminor = (st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00);
-          push(entry, abs);
+          yield { entry, abs };
           continue;
         case S_IFIFO:
           entry.type = 'fifo';
-          push(entry, abs);
+          yield { entry, abs };
           continue;
         default:
           // Sockets have no meaning in a template; they are runtime state.
           continue;
       }
     }
-  };
-  visit('');
+  }
+  yield* visit('');
+}
 
-  const xattrs = await xattrsRead;
-  if (xattrs.size === 0) return entries;
+/** Attaches content xattrs, and puts an opaque directory's marker right after it. */
+function withAttributes(walked: readonly Walked[], xattrs: XattrIndex, opts: WalkOptions): LayerEntry[] {
   const out: LayerEntry[] = [];
-  for (const [i, entry] of entries.entries()) {
-    const fileXattrs = sources[i] ? xattrs.get(sources[i]!) : undefined;
+  for (const { entry, abs } of walked) {
+    const fileXattrs = abs && xattrs.size ? xattrs.get(abs) : undefined;
     const kept = contentXattrs(fileXattrs);
     if (kept) entry.xattrs = kept;
     out.push(entry);
-    // An opaque directory hides what lower layers have below it: its marker comes right after it.
+    // An opaque directory hides what lower layers have below it.
     const opaque =
       entry.type === 'dir' &&
       opts.kind === 'upper' &&
       fileXattrs?.get('trusted.overlay.opaque')?.toString() === 'y' &&
       (opts.lowers === undefined || opts.lowers.some((lower) => existsSync(join(lower, entry.path))));
-    if (opaque) out.push(whiteoutEntry(`${entry.path}/${OPAQUE_WHITEOUT}`, lstatSync(sources[i]!), opts.epoch));
+    if (opaque) out.push(whiteoutEntry(`${entry.path}/${OPAQUE_WHITEOUT}`, lstatSync(abs), opts.epoch));
   }
   return out;
 }

@@ -1,7 +1,9 @@
 // walkLayer (format/tar/walk.ts) on hand-made trees: a root filesystem and an overlayfs upper
 // dir with its whiteouts (char 0/0 devices) and opaque directories (trusted.overlay.opaque=y),
 // made with mknod and setfattr as overlayfs makes them; packLayer's determinism; and cleanTree
-// (builder/cleanup.ts). Device nodes and trusted.* xattrs need root.
+// (builder/cleanup.ts). Device nodes and trusted.* xattrs need root. The streaming walk
+// (layerEntries) packs to the same bytes as the whole list, pinned to the digests the packer
+// gave before it streamed (the step cache's keys and stored layers depend on them).
 import { execFileSync } from 'node:child_process';
 import { chmod, link, lstat, mkdir, mkdtemp, readdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,7 +13,7 @@ import { cleanTree, cleanupRules } from '../../builder/cleanup.ts';
 import { cleanupSchema } from '../../builder/recipe/schema.ts';
 import { packLayer } from '../../format/tar/pack.ts';
 import { OPAQUE_WHITEOUT } from '../../format/oci.ts';
-import { walkLayer, type LayerEntry } from '../../format/tar/walk.ts';
+import { layerEntries, nonEmptyLayerEntries, walkLayer, type LayerEntry } from '../../format/tar/walk.ts';
 
 const EPOCH = 1_700_000_000;
 const root = process.getuid?.() === 0;
@@ -32,7 +34,7 @@ const fresh = async (name: string) => {
   return d;
 };
 
-async function put(rootDir: string, rel: string, content = '', mode = 0o644): Promise<void> {
+async function put(rootDir: string, rel: string, content: string | Buffer = '', mode = 0o644): Promise<void> {
   await mkdir(dirname(join(rootDir, rel)), { recursive: true });
   await writeFile(join(rootDir, rel), content);
   await chmod(join(rootDir, rel), mode);
@@ -203,6 +205,77 @@ describe.skipIf(!root)('walkLayer', () => {
     expect(za!.mediaType).toBe('application/vnd.oci.image.layer.v1.tar+zstd');
     expect(ga!.mediaType).toBe('application/vnd.oci.image.layer.v1.tar+gzip');
     expect(za!.tarSize % 512).toBe(0);
+  });
+});
+
+describe.skipIf(!root)('packing a walked tree', () => {
+  /** A tree with a file spanning three 4 MiB batches, more entries than a walk slice, links, an xattr. */
+  async function pinTree(): Promise<string> {
+    const t = await fresh('pin');
+    const big = Buffer.alloc(9 * 1024 * 1024 + 123);
+    let x = 1;
+    for (let i = 0; i < big.length; i++) {
+      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+      big[i] = i % 3 ? x >>> 24 : 0x41;
+    }
+    await put(t, 'usr/lib/big.bin', big);
+    for (let i = 0; i < 600; i++) await put(t, `usr/share/many/f${String(i).padStart(3, '0')}`, `file ${i}\n`.repeat(i % 7));
+    await put(t, 'usr/bin/tool', '#!/bin/sh\necho tool\n', 0o755);
+    await put(t, 'usr/bin/suid', 'x', 0o4755);
+    await symlink('tool', join(t, 'usr/bin/alias'));
+    await link(join(t, 'usr/bin/tool'), join(t, 'usr/bin/tool.hard'));
+    setfattr(join(t, 'usr/bin/tool'), 'user.vztpl', 'pinned');
+    execFileSync('mkfifo', [join(t, 'usr/fifo')]);
+    const dirs = async (d: string) => {
+      for (const e of await readdir(d, { withFileTypes: true })) if (e.isDirectory()) {
+        await chmod(join(d, e.name), 0o755);
+        await dirs(join(d, e.name));
+      }
+    };
+    await dirs(t);
+    await touchAll(t, EPOCH + 50);
+    await utimes(join(t, 'usr/bin/tool'), EPOCH - 100, EPOCH - 100);
+    return t;
+  }
+
+  it('the streaming walk gives the same entries, and either packs to the pinned digests', async () => {
+    const t = await pinTree();
+    const opts = { kind: 'rootfs' as const, epoch: EPOCH };
+    const batches: LayerEntry[][] = [];
+    for await (const batch of layerEntries(t, opts)) batches.push(batch);
+    const list = await walkLayer(t, opts);
+    expect(batches.flat()).toEqual(list);
+    expect(list.length).toBeGreaterThan(600);
+    expect(list.find((e) => e.path === 'usr/bin/tool')?.xattrs?.get('user.vztpl')?.toString()).toBe('pinned');
+    // The digests the packer gave before the walk streamed into it. The blob digests also depend
+    // on the zstd and zlib that Node bundles.
+    const tarPin = { diffId: 'sha256:4b822f2b83dcc4f5282985c8f2f825389b69d86020d5802344e7e905ef5e7a0b', tarSize: 10018816 };
+    const pins = {
+      zstd: { ...tarPin, digest: 'sha256:4819a4baceec1055b4d0d4053e0ebe37809a25bf104efb2ee17d3cddfc38649d', size: 7442496 },
+      gzip: { ...tarPin, digest: 'sha256:8aa1d8aaf3cfa30a0605db487178d2c7c9c5f3f695b0babc50469ccd7f517c52', size: 7443571 },
+    };
+    for (const compression of ['zstd', 'gzip'] as const) {
+      const fromList = await packLayer(list, join(dir, `${++seq}.layer`), compression);
+      const streamed = await packLayer(layerEntries(t, opts), join(dir, `${++seq}.layer`), compression);
+      expect(fromList).toMatchObject(pins[compression]);
+      expect(streamed).toEqual(fromList);
+    }
+  });
+
+  it('nonEmptyLayerEntries: undefined for an empty tree, else every entry', async () => {
+    expect(await nonEmptyLayerEntries(await fresh('empty'), { kind: 'upper', epoch: EPOCH })).toBeUndefined();
+    const t = await fresh('small');
+    await put(t, 'etc/a', 'a');
+    const got: LayerEntry[] = [];
+    for await (const batch of (await nonEmptyLayerEntries(t, { kind: 'upper', epoch: EPOCH }))!) got.push(...batch);
+    expect(summary(got)).toEqual(['dir etc', 'file etc/a']);
+  });
+
+  it('a walk that fails mid-stream fails the packing, and leaves no unhandled rejection', async () => {
+    const t = await fresh('stream-fail');
+    for (let i = 0; i < 700; i++) await put(t, `a/f${String(i).padStart(3, '0')}`, 'x');
+    await put(t, 'z/.wh.bad', 'x');
+    await expect(packLayer(layerEntries(t, { kind: 'rootfs', epoch: EPOCH }), join(dir, `${++seq}.layer`), 'zstd')).rejects.toThrow(/cannot be stored in a layer/);
   });
 });
 
