@@ -3,6 +3,7 @@ import zlib from 'node:zlib';
 import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import type { Transform } from 'node:stream';
+import { FramedWriter, type CompressFrame } from './frames.ts';
 import type { Compression } from './oci.ts';
 
 const ZSTD_LEVEL = 3;
@@ -31,9 +32,22 @@ export function zstdFrame(chunk: Buffer): Promise<Buffer> {
   return new Promise((resolve, reject) => zlib.zstdCompress(chunk, zstdOptions, (err, out) => (err ? reject(err) : resolve(out))));
 }
 
-/** gzip stays one stream, for the old clients it exists for. Node writes no name and a zero mtime. */
+/** gzip layers stay one stream, for the old clients they exist for. Node writes no name and a zero mtime. */
 export function createGzipCompressor(): Transform {
   return zlib.createGzip({ level: GZIP_LEVEL });
+}
+
+// One thread-pool round trip for most members, as for zstd frames (the default 16 KiB output
+// buffer means one per 16 KiB); the output bytes do not depend on it.
+const gzipMemberOptions = { level: GZIP_LEVEL, chunkSize: 4 << 20 };
+
+/**
+ * Compresses one chunk as a complete gzip member on the thread pool. A file of concatenated
+ * members is one valid gzip stream to gunzip, zcat and tar -xz (RFC 1952), so an exported
+ * tarball compresses on every core.
+ */
+export function gzipMember(chunk: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => zlib.gzip(chunk, gzipMemberOptions, (err, out) => (err ? reject(err) : resolve(out))));
 }
 
 export function createDecompressor(mediaTypeOrCompression: string): Transform | undefined {
@@ -60,8 +74,11 @@ export interface CompressedSink {
   abort(): void;
 }
 
+const FRAMED: Partial<Record<ArchiveFormat, CompressFrame>> = { zstd: zstdFrame, gzip: gzipMember };
+
 /**
- * A file that compresses what is written to it: zstd as parallel frames, gzip with zlib, xz
+ * A file that compresses what is written to it: zstd frames and gzip members compressed in
+ * parallel (boundaries every FRAME_SIZE bytes, so the same bytes in give the same file), xz
  * with the xz program (multithreaded; Node has no xz).
  */
 export async function compressedFileSink(file: string, format: ArchiveFormat): Promise<CompressedSink> {
@@ -76,43 +93,24 @@ export async function compressedFileSink(file: string, format: ArchiveFormat): P
     await Promise.race([once(out, 'close'), failed]);
   };
   if (format === 'none') return { write: writeOut, close: closeOut, abort: () => out.destroy() };
-  if (format === 'zstd') {
-    const CHUNK = 4 << 20;
-    let pending: Buffer[] = [];
-    let pendingSize = 0;
-    const inFlight: Promise<Buffer>[] = [];
-    const cut = async () => {
-      if (!pendingSize) return;
-      inFlight.push(zstdFrame(Buffer.concat(pending)));
-      pending = [];
-      pendingSize = 0;
-      if (inFlight.length >= 3) await writeOut(await inFlight.shift()!);
-    };
+  const frame = FRAMED[format];
+  if (frame) {
+    const frames = new FramedWriter(frame, writeOut);
     return {
-      async write(chunk) {
-        pending.push(chunk);
-        pendingSize += chunk.length;
-        if (pendingSize >= CHUNK) await cut();
-      },
+      write: (chunk) => frames.write(chunk),
       async close() {
-        await cut();
-        while (inFlight.length) await writeOut(await inFlight.shift()!);
+        await frames.finish();
         await closeOut();
       },
       abort: () => out.destroy(),
     };
   }
-  const compressor: Transform =
-    format === 'gzip'
-      ? createGzipCompressor()
-      : await (async () => {
-          const { execa } = await import('execa');
-          const { requirePrograms } = await import('../common/run.ts');
-          requirePrograms({ xz: 'xz-utils' });
-          const child = execa('xz', ['-T2', '-6', '-c'], { stdin: 'pipe', stdout: 'pipe', buffer: false });
-          child.catch(() => undefined);
-          return child.duplex() as unknown as Transform;
-        })();
+  const { execa } = await import('execa');
+  const { requirePrograms } = await import('../common/run.ts');
+  requirePrograms({ xz: 'xz-utils' });
+  const child = execa('xz', ['-T2', '-6', '-c'], { stdin: 'pipe', stdout: 'pipe', buffer: false });
+  child.catch(() => undefined);
+  const compressor = child.duplex() as unknown as Transform;
   compressor.pipe(out);
   const compressorFailed = new Promise<never>((_, reject) => compressor.once('error', reject));
   compressorFailed.catch(() => undefined);

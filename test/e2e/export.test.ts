@@ -2,7 +2,7 @@
 // template cache, Proxmox's vztmpl), in every format. The oracle is independent of vztpl's own
 // flattening: GNU tar extracts the export, and test/helpers/oci-apply.ts applies the layers one by
 // one as a runtime would (whiteouts, opaque directories); the two trees must be the same.
-// Needs root, mmdebstrap (or a warm build cache), GNU tar, xz and zstd.
+// Needs root, mmdebstrap (or a warm build cache), GNU tar, gzip, xz and zstd.
 import { readdir, readFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -79,6 +79,20 @@ describe.skipIf(!ready)('vztpl export', () => {
       expect(await readFile(join(root, 'opt', 'vzt-host', 'added'), 'utf8')).toBe('added\n');
     });
   }
+
+  it('.tar.gz is gzip members compressed in parallel: gzip -t and zcat read it whole, and exporting again gives the same bytes', async () => {
+    const a = join(work, 'repro-a.tar.gz');
+    const b = join(work, 'repro-b.tar.gz');
+    for (const out of [a, b]) expect((await runCli(['export', layout, '-o', out])).code).toBe(0);
+    expect((await readFile(a)).equals(await readFile(b))).toBe(true);
+    await shOk('gzip', ['-t', a]);
+    // The same archive as the uncompressed export, through zcat.
+    const tar = join(work, 'repro.tar');
+    expect((await runCli(['export', layout, '-o', tar])).code).toBe(0);
+    await shOk('sh', ['-c', `zcat '${a}' | cmp - '${tar}'`]);
+    // More than one member (a 4 MiB chunk each).
+    expect((await readFile(a)).indexOf(Buffer.from('1f8b08000000000000', 'hex'), 1)).toBeGreaterThan(0);
+  });
 
   it('--format wins over the name; without -o the file is NAME.tar.gz in the working directory; VERSION picks the image', async () => {
     const img = join(work, 'rootfs.img');
