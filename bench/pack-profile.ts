@@ -89,7 +89,7 @@ try {
   });
   await measure('zstd frames, all at once on the pool (in memory)', () => Promise.all(chunks.map((c) => zstdFrame(c))));
   await measure('zstd frames, 3 in flight (in memory)', async () => {
-    const inFlight: Promise<Buffer>[] = [];
+    const inFlight: Promise<Buffer[]>[] = [];
     for (const c of chunks) {
       inFlight.push(zstdFrame(c));
       if (inFlight.length >= 3) await inFlight.shift();

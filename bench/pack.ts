@@ -149,7 +149,7 @@ async function pack(tree: string, epoch: number, meta: StepMeta): Promise<PackRe
       'zstd frames, 3 in flight',
       async () => {
         frames.length = 0;
-        const q = new FrameQueue(zstdFrame, async (f) => void frames.push(f));
+        const q = new FrameQueue(zstdFrame, async (piece) => void frames.push(piece));
         for (const c of chunks) await q.push(c);
         await q.finish();
       },

@@ -28,8 +28,23 @@ const zstdOptions = {
  * every machine. (Node 24's streaming zstd with ZSTD_c_nbWorkers > 0 ends its stream before the
  * worker threads flush, so built-in multithreading is not usable.)
  */
-export function zstdFrame(chunk: Buffer): Promise<Buffer> {
-  return new Promise((resolve, reject) => zlib.zstdCompress(chunk, zstdOptions, (err, out) => (err ? reject(err) : resolve(out))));
+export function zstdFrame(chunk: Buffer): Promise<Buffer[]> {
+  return wholeFrame(zlib.createZstdCompress(zstdOptions), chunk);
+}
+
+/**
+ * One compressor run over a whole chunk, as zlib.zstdCompress and zlib.gzip run it (end(chunk)
+ * on a new stream: the same bytes), but the frame comes back as zlib's output buffers: the
+ * one-call helpers copy them into a new buffer, a copy and an allocation per frame.
+ */
+function wholeFrame(compressor: Transform, chunk: Buffer): Promise<Buffer[]> {
+  return new Promise((resolve, reject) => {
+    const pieces: Buffer[] = [];
+    compressor.on('data', (piece: Buffer) => pieces.push(piece));
+    compressor.once('error', reject);
+    compressor.once('end', () => resolve(pieces));
+    compressor.end(chunk);
+  });
 }
 
 /** gzip layers stay one stream, for the old clients they exist for. Node writes no name and a zero mtime. */
@@ -46,8 +61,8 @@ const gzipMemberOptions = { level: GZIP_LEVEL, chunkSize: 4 << 20 };
  * members is one valid gzip stream to gunzip, zcat and tar -xz (RFC 1952), so an exported
  * tarball compresses on every core.
  */
-export function gzipMember(chunk: Buffer): Promise<Buffer> {
-  return new Promise((resolve, reject) => zlib.gzip(chunk, gzipMemberOptions, (err, out) => (err ? reject(err) : resolve(out))));
+export function gzipMember(chunk: Buffer): Promise<Buffer[]> {
+  return wholeFrame(zlib.createGzip(gzipMemberOptions), chunk);
 }
 
 export function createDecompressor(mediaTypeOrCompression: string): Transform | undefined {

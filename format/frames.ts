@@ -34,14 +34,15 @@ export class BatchPool {
   }
 }
 
-export type CompressFrame = (chunk: Buffer) => Promise<Buffer>;
+/** A frame's bytes, in pieces. */
+export type CompressFrame = (chunk: Buffer) => Promise<Buffer[]>;
 
 /**
  * Compresses chunks in parallel and hands the frames to `writeOut` in the order the chunks came.
  * A chunk must stay untouched until its `release` runs (zlib reads it until its frame is done).
  */
 export class FrameQueue {
-  private readonly inFlight: { frame: Promise<Buffer>; release?: () => void }[] = [];
+  private readonly inFlight: { frame: Promise<Buffer[]>; release?: () => void }[] = [];
   private readonly compress: CompressFrame;
   private readonly writeOut: (frame: Buffer) => Promise<void>;
 
@@ -64,9 +65,9 @@ export class FrameQueue {
 
   private async writeOldest(): Promise<void> {
     const { frame, release } = this.inFlight.shift()!;
-    const compressed = await frame;
+    const pieces = await frame;
     release?.();
-    await this.writeOut(compressed);
+    for (const piece of pieces) await this.writeOut(piece);
   }
 }
 
