@@ -1,18 +1,16 @@
-// The two streams of a layer extraction, checked while they pass: the compressed blob (its
-// digest, and its size against the descriptor's) and the uncompressed tar (its diff_id, its size
-// against the policy, and what lies between its last entry and the end, which readTar does not
-// look at). Nothing here writes; a stream that breaks a rule throws a LayerExtractError.
-import { createHash } from 'node:crypto';
+// The two streams of a layer extraction, checked while they pass: the compressed blob (its size
+// against the descriptor's) and the uncompressed tar (its size against the policy, and what lies
+// between its last entry and the end, which readTar does not look at). Their digests are the
+// decoding thread's (extract-decoder.ts). Nothing here writes; a stream that breaks a rule throws
+// a LayerExtractError.
 import type { Digest } from '../format/digest.ts';
 import { refusal } from './extract-policy.ts';
 
 /**
- * The compressed blob on its way to the decompressor: hashed (the layer digest), counted, and
- * refused as soon as it is longer than its descriptor says. An error of the source itself is
+ * The compressed blob on its way to the decompressor: counted, and refused as soon as it is longer than its descriptor says. An error of the source itself is
  * kept in `sourceFailed`, so that it is reported as it is, not as what it made the consumers do.
  */
 export class BlobTap {
-  readonly hash = createHash('sha256');
   bytes = 0;
   sourceFailed: unknown;
   private readonly layer: Digest;
@@ -40,7 +38,6 @@ export class BlobTap {
         const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
         this.bytes += buf.length;
         if (this.expectedSize !== undefined && this.bytes > this.expectedSize) throw refusal(this.layer, 'blob-size', undefined, `blob is larger than its descriptor's ${this.expectedSize} bytes`);
-        this.hash.update(buf);
         yield buf;
       }
     } finally {
@@ -50,12 +47,11 @@ export class BlobTap {
 }
 
 /**
- * The uncompressed tar on its way to readTar: hashed (diff_id), counted against the size limit,
+ * The uncompressed tar on its way to readTar: counted against the size limit,
  * and the last few MiB kept, so that what lies between the last entry and the end-of-archive
  * marker can be checked and a header readTar refuses can be named.
  */
 export class TarTap {
-  readonly hash = createHash('sha256');
   bytes = 0;
   /** The entry being read or written, for errors (the layer writer sets it). */
   current: string | undefined;
@@ -78,7 +74,6 @@ export class TarTap {
       const over = start + whole.length > this.limit;
       const chunk = over ? whole.subarray(0, this.limit - start) : whole;
       this.bytes += chunk.length;
-      this.hash.update(chunk);
       if (this.end !== undefined) {
         if (!isZeros(chunk)) throw refusal(this.layer, 'data-after-end', undefined, `has data after the end-of-archive marker (at byte ${start + nonZeroAt(chunk)})`);
       } else {

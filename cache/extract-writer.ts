@@ -31,7 +31,7 @@ import {
 } from 'node:fs';
 import type { Digest } from '../format/digest.ts';
 import { padding, type TarEntry } from '../format/tar/header.ts';
-import { findProgram } from '../common/run.ts';
+import { findProgram } from '../common/programs.ts';
 import { MissingToolError } from '../common/errors.ts';
 import { refusal, type RefusalKind, type ResolvedPolicy } from './extract-policy.ts';
 import { classifyWhiteout, hardlinkTarget, pathProblem, symlinkProblem, xattrProblem } from './safe-path.ts';

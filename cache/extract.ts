@@ -7,20 +7,19 @@
 // checked out: a refused, failed or killed extraction never leaves a (partial) target, and
 // sweepStaleTemps removes what a killed process left. What may be extracted, and the errors
 // that say why not, are in extract-policy.ts.
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, lchownSync, lstatSync, mkdirSync, renameSync, rmdirSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import type { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import zlib from 'node:zlib';
-import { digestOfHash, isDigest, type Digest } from '../format/digest.ts';
+import { isDigest, type Digest } from '../format/digest.ts';
 import { readTar, TarFormatError } from '../format/tar/read.ts';
-import { findProgram } from '../common/run.ts';
+import { findProgram } from '../common/programs.ts';
 import { MissingToolError } from '../common/errors.ts';
 import { sweepDeadPidEntries } from '../common/pids.ts';
 import { DigestMismatchError, ExtractIOError, LayerExtractError, refusal, resolveExtractPolicy, type ExtractPolicy, type ResolvedPolicy } from './extract-policy.ts';
 import { BlobTap, TarTap } from './extract-tap.ts';
+import { DecoderError, LayerDecoder, type Compression } from './extract-decoder.ts';
 import { displayName, LayerWriter } from './extract-writer.ts';
 import { SetXattrError } from './set-xattrs.ts';
 
@@ -74,20 +73,11 @@ export async function sweepStaleTemps(parentDir: string): Promise<string[]> {
   });
 }
 
-type Compression = 'gzip' | 'zstd' | 'none';
-
 function compressionOf(mediaType: string): Compression | undefined {
   const oci = /^application\/vnd\.oci\.image\.layer\.(?:nondistributable\.)?v1\.tar(?:\+(gzip|zstd))?$/.exec(mediaType);
   if (oci) return (oci[1] as Compression | undefined) ?? 'none';
   if (/^application\/vnd\.docker\.image\.rootfs\.(?:foreign\.)?diff\.tar\.gzip$/.test(mediaType)) return 'gzip';
   return undefined;
-}
-
-function decompressor(compression: Compression): Transform {
-  // 256 KiB output chunks and a 4 MiB buffer ahead of the reader: the default 16 KiB chunks
-  // make decompression a thread-pool round trip per 16 KiB, 2-4x slower.
-  const options = { chunkSize: 256 << 10, readableHighWaterMark: 4 << 20 };
-  return compression === 'zstd' ? zlib.createZstdDecompress(options) : zlib.createGunzip(options);
 }
 
 /**
@@ -138,7 +128,6 @@ async function extractInto(tmp: string, target: string, source: AsyncIterable<Bu
   const blobTap = new BlobTap(layer, opts.expectedSize);
   const tarTap = new TarTap(layer, policy.maxTotalBytes);
   const writer = new LayerWriter(layer, tmp, policy, tarTap, owner);
-  let decoderFailed: Error | undefined;
 
   const consume = async (tarStream: AsyncIterable<Buffer>): Promise<void> => {
     const tapped = tarTap.tap(tarStream);
@@ -150,32 +139,22 @@ async function extractInto(tmp: string, target: string, source: AsyncIterable<Bu
     for (;;) if ((await tapped.next()).done) break;
   };
 
+  const decoder = new LayerDecoder(blobTap.tap(source), compression);
   try {
     try {
-      if (compression === 'none') {
-        const blob = blobTap.tap(source);
-        try {
-          await consume(blob);
-        } finally {
-          // Stops the source (a file or an HTTP body) when consume stopped early.
-          await blob.return(undefined).catch(() => undefined);
-        }
-      } else {
-        const decoder = decompressor(compression);
-        decoder.once('error', (err: Error) => (decoderFailed ??= err));
-        await (pipeline as (...streams: unknown[]) => Promise<void>)(() => blobTap.tap(source), decoder, consume);
-      }
+      await consume(decoder.tar());
     } catch (err) {
       throw describeFailure(err);
+    } finally {
+      decoder.close();
     }
-    const digest = digestOfHash(blobTap.hash);
-    const diffId = digestOfHash(tarTap.hash);
+    const { digest, diffId } = decoder.decoded();
     if (opts.expectedSize !== undefined && blobTap.bytes !== opts.expectedSize) throw refusal(layer, 'blob-size', undefined, `blob is ${blobTap.bytes} bytes, its descriptor says ${opts.expectedSize}`);
     if (digest !== layer) throw new DigestMismatchError(layer, 'digest', layer, digest);
     if (opts.expectedDiffId && diffId !== opts.expectedDiffId) throw new DigestMismatchError(layer, 'diff_id', opts.expectedDiffId, diffId);
     try {
       writer.finish();
-      if (opts.durable ?? true) syncFilesystem(tmp);
+      if (opts.durable ?? true) await syncFilesystem(tmp);
     } catch (err) {
       throw describeFailure(err);
     }
@@ -202,20 +181,22 @@ async function extractInto(tmp: string, target: string, source: AsyncIterable<Bu
     if (err instanceof LayerExtractError || err instanceof MissingToolError) return err;
     if (blobTap.sourceFailed !== undefined) return blobTap.sourceFailed;
     if (err instanceof SetXattrError) return new ExtractIOError(layer, err.path === undefined ? undefined : displayName(err.path.replace(/^\.\/?/, '')), err.code, err.message, { cause: err });
+    if (err instanceof DecoderError) return refusal(layer, 'corrupt-compression', tarTap.current, `cannot be decompressed (${compression}): ${err.message}`, { cause: err });
     if (err instanceof TarFormatError) return refusal(layer, err.kind, formatErrorEntry(err), `is malformed: ${err.message}`, { cause: err });
     const code = (err as NodeJS.ErrnoException).code;
     if (typeof code === 'string' && /^E[A-Z0-9]+$/.test(code)) {
       return new ExtractIOError(layer, tarTap.current, code, `could not be written: ${(err as Error).message}`, { cause: err });
     }
-    // What remains while the decoder failed is the decoder's error (zlib's Z_*/ZSTD_* codes).
-    if (decoderFailed) return refusal(layer, 'corrupt-compression', tarTap.current, `cannot be decompressed (${compression}): ${decoderFailed.message}`, { cause: decoderFailed });
     return err;
   }
 }
 
-/** syncfs(2) on the filesystem holding `path` (coreutils sync -f): one process per layer. */
-function syncFilesystem(path: string): void {
+/**
+ * syncfs(2) on the filesystem holding `path` (coreutils sync -f): one process per layer, waited
+ * for without blocking the layers still extracting beside it.
+ */
+export async function syncFilesystem(path: string): Promise<void> {
   const sync = findProgram('sync');
   if (!sync) throw new MissingToolError('sync', 'coreutils');
-  execFileSync(sync, ['-f', path], { stdio: 'ignore' });
+  await promisify(execFile)(sync, ['-f', path]);
 }

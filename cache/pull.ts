@@ -15,6 +15,7 @@ import { acquire } from '../common/lock.ts';
 import { holdForUse } from './holds.ts';
 import { sweepDeadWork } from './containers.ts';
 import { extractLayer, sweepStaleTemps } from './extract.ts';
+import { warmUpDecoder } from './extract-decoder.ts';
 import type { TemplateSource } from './source.ts';
 import { Store, type LayerRecord, type TemplateRef } from './store.ts';
 import { checkPull } from './trust.ts';
@@ -76,6 +77,8 @@ export async function sweepLeftovers(store: Store): Promise<void> {
 
 async function pullTemplate(opts: PullOptions): Promise<TemplateRef> {
   const started = performance.now();
+  // Its start overlaps the requests for the manifest and the config.
+  warmUpDecoder();
   const { store, source, name } = opts;
   const emit = opts.onEvent ?? (() => undefined);
   // Bad key files in the matching policy entry are bad input: said before anything is fetched.

@@ -2,7 +2,7 @@
 // extracted tree from a generated dump (getfattr's format), never following symlinks (-h).
 import { execFileSync } from 'node:child_process';
 import { getSystemErrorMap } from 'node:util';
-import { findProgram } from '../common/run.ts';
+import { findProgram } from '../common/programs.ts';
 import { MissingToolError } from '../common/errors.ts';
 
 /** getfattr's quoting: every byte outside printable ASCII, and the backslash, as \ooo. */

@@ -7,7 +7,7 @@
 // layer extracts as GNU tar extracts it, a SIGKILLed extraction leaves only a temp dir that
 // sweepStaleTemps removes, and a full filesystem fails with ENOSPC and nothing half-made.
 // Needs root (owners, devices, trusted.* xattrs, mounts) and a real filesystem (/var/tmp).
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { chmod, chown, link, lstat, mkdir, mkdtemp, readdir, rm, symlink, utimes, writeFile } from 'node:fs/promises';
@@ -398,6 +398,32 @@ function debianBlob(): string | undefined {
   zstdBlobs.sort((a, b) => b.size - a.size);
   return zstdBlobs[0] ? join(BLOBS, zstdBlobs[0].name) : undefined;
 }
+
+describe('the decoding thread', () => {
+  const decoderModule = fileURLToPath(new URL('../../cache/extract-decoder.ts', import.meta.url));
+
+  it('never keeps a process alive: started and unused, the process ends by itself', async () => {
+    const script = join(work, `warm-up-${++seq}.ts`);
+    await writeFile(script, `import { warmUpDecoder } from ${JSON.stringify(decoderModule)};\nwarmUpDecoder();\nconsole.log('started');\n`);
+    const r = spawnSync(process.execPath, [script], { timeout: 20_000, encoding: 'utf8' });
+    expect(r.error, 'the process did not end by itself').toBeUndefined();
+    expect({ status: r.status, stdout: r.stdout, stderr: r.stderr }).toEqual({ status: 0, stdout: 'started\n', stderr: '' });
+  });
+
+  it('serves several extractions at once, each with its own stream and digests', async () => {
+    const layers = [0, 1, 2, 3].map((i) => {
+      const tar = archive(...Array.from({ length: 50 }, (_, n) => file(`d${i}/f${n}`, Buffer.alloc(100_000 + n * 1000 + i, n + i))));
+      const blob = compress(tar, i === 3 ? 'gzip' : 'zstd');
+      return { tar, blob, mediaType: i === 3 ? MEDIA_TYPE.gzip : MEDIA_TYPE.zstd, target: join(work, `concurrent-${++seq}`) };
+    });
+    const results = await Promise.all(layers.map((l) => extractBuffer(l.blob, { mediaType: l.mediaType, expectedDigest: sha256(l.blob), expectedDiffId: sha256(l.tar), target: l.target })));
+    results.forEach((r, i) => {
+      expect(r.diffId).toBe(sha256(layers[i]!.tar));
+      expect(r.entries).toBe(50);
+      expect(readdirSync(join(layers[i]!.target, `d${i}`))).toHaveLength(50);
+    });
+  });
+});
 
 describe.skipIf(!isRoot)('real layers', () => {
   const blob = debianBlob();
