@@ -195,7 +195,8 @@ export async function fetchLayer(store: Store, source: TemplateSource, name: str
     await mkdir(store.tmpDir(), { recursive: true });
     const body = await source.blob(name, layer.digest);
     const blobTmp = join(store.tmpDir(), `blob-${process.pid}-${randomBytes(6).toString('hex')}`);
-    const blobFile = createWriteStream(blobTmp);
+    // A deep buffer: the blob is written behind the extraction, never holding it up at each chunk.
+    const blobFile = createWriteStream(blobTmp, { highWaterMark: 8 << 20 });
     // A failed write (ENOSPC) is an error of this layer, never an unhandled 'error' event.
     let writeError: Error | undefined;
     blobFile.on('error', (err) => (writeError ??= err));
