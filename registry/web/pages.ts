@@ -310,5 +310,6 @@ ${message ? html`<p class="error" id="login-error" role="alert">${message}</p>` 
 <input type="hidden" name="next" value="${next}">
 <button type="submit">Sign in</button>
 </form>`;
-  return layout('Sign in', html``, body);
+  // No "Sign in" link in the header of the sign-in page itself.
+  return layout('Sign in', html``, body).replace(ACCOUNT_SLOT, '');
 }

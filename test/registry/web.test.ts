@@ -322,6 +322,7 @@ describe.skipIf(!!skip)('web catalog in chromium', () => {
       const wrongPassword = await bodyText();
       expect(await page.locator('#login-error').textContent()).toBe('Invalid username or password.');
       expect(await page.locator('input[name=password]').count()).toBe(1);
+      expect(await page.locator('#sign-in').count(), 'no Sign in link on the sign-in page itself').toBe(0);
       await page.screenshot({ path: join(DOCS, 'catalog-sign-in.png') });
       expect(await submit('nobody-here', 'wrong')).toBe(401);
       expect(await bodyText()).toBe(wrongPassword);
