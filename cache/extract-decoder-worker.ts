@@ -12,8 +12,6 @@ const port = parentPort!;
 class Stream {
   private readonly blobHash: Hash = createHash('sha256');
   private readonly tarHash: Hash = createHash('sha256');
-  private blobBytes = 0;
-  private tarBytes = 0;
   /** Tar bytes handed over and not yet acknowledged by the reader. */
   private unacked = 0;
   /** Input bytes processed whose 'consumed' waits until the reader catches up. */
@@ -43,7 +41,6 @@ class Stream {
   }
 
   private emit(out: Buffer): void {
-    this.tarBytes += out.length;
     this.unacked += out.length;
     if (this.unacked > this.outputLimit) this.decoder?.pause();
     // Hashed and handed over once the decoder has queued its next chunk on the thread pool, so
@@ -72,17 +69,17 @@ class Stream {
   private finish(): void {
     // Queued behind the last chunk's hash and hand-over ('end' may come in the same tick).
     queueMicrotask(() => {
-      this.reply({ type: 'done', id: this.id, digest: this.blobHash.digest('hex'), diffId: this.tarHash.digest('hex'), blobBytes: this.blobBytes, tarBytes: this.tarBytes });
+      this.reply({ type: 'done', id: this.id, digest: this.blobHash.digest('hex'), diffId: this.tarHash.digest('hex') });
       streams.delete(this.id);
     });
   }
 
   chunk(buf: Buffer): void {
-    this.blobBytes += buf.length;
     this.blobHash.update(buf);
     if (this.decoder) this.decoder.write(buf, () => this.consumed(buf.length));
     else {
-      this.emit(Buffer.from(buf));
+      // Uncompressed: the blob is the tar (a buffer of its own, handed back without a copy).
+      this.emit(buf);
       this.consumed(buf.length);
     }
   }

@@ -20,7 +20,7 @@ export type DecoderRequest =
 export type DecoderReply =
   | { type: 'data'; id: number; buf: ArrayBuffer }
   | { type: 'consumed'; id: number; bytes: number }
-  | { type: 'done'; id: number; digest: string; diffId: string; blobBytes: number; tarBytes: number }
+  | { type: 'done'; id: number; digest: string; diffId: string }
   | { type: 'error'; id: number; message: string; code: string | undefined };
 
 /** The decompressor refused the blob (zlib's Z_* or ZSTD_* code in `code`). */
@@ -36,8 +36,6 @@ export class DecoderError extends Error {
 export interface Decoded {
   digest: Digest;
   diffId: Digest;
-  blobBytes: number;
-  tarBytes: number;
 }
 
 const INPUT_LIMIT = 8 << 20;
@@ -89,9 +87,13 @@ class DecoderThread {
 
 let thread: DecoderThread | undefined;
 
+function decoderThread(): DecoderThread {
+  return (thread ??= new DecoderThread());
+}
+
 /** Starts the decoding thread ahead of need (its start overlaps the caller's network work). */
 export function warmUpDecoder(): void {
-  thread ??= new DecoderThread();
+  decoderThread();
 }
 
 /** One blob being decoded: feed it at construction, read the tar with `tar()`, then `close()`. */
@@ -108,7 +110,7 @@ export class LayerDecoder {
 
   /** Starts decoding `blob` (its chunks, as they arrive). */
   constructor(blob: AsyncIterable<Buffer>, compression: Compression) {
-    this.thread = thread ??= new DecoderThread();
+    this.thread = decoderThread();
     this.id = this.thread.open(this, compression);
     void this.feed(blob);
   }
@@ -122,7 +124,7 @@ export class LayerDecoder {
       this.inFlight -= m.bytes;
       this.wakeFeeder?.();
     } else if (m.type === 'done') {
-      this.result = { digest: `sha256:${m.digest}` as Digest, diffId: `sha256:${m.diffId}` as Digest, blobBytes: m.blobBytes, tarBytes: m.tarBytes };
+      this.result = { digest: `sha256:${m.digest}` as Digest, diffId: `sha256:${m.diffId}` as Digest };
       this.wake();
     } else if (m.type === 'error') {
       this.fail(new DecoderError(m.message, m.code));
@@ -204,7 +206,7 @@ export class LayerDecoder {
     }
   }
 
-  /** The digests and sizes, once `tar()` has ended. */
+  /** The blob digest and the diff_id, once `tar()` has ended. */
   decoded(): Decoded {
     if (!this.result) throw new Error('LayerDecoder.decoded() before the tar stream ended');
     return this.result;

@@ -195,7 +195,7 @@ async function extractInto(tmp: string, target: string, source: AsyncIterable<Bu
  * syncfs(2) on the filesystem holding `path` (coreutils sync -f): one process per layer, waited
  * for without blocking the layers still extracting beside it.
  */
-export async function syncFilesystem(path: string): Promise<void> {
+async function syncFilesystem(path: string): Promise<void> {
   const sync = findProgram('sync');
   if (!sync) throw new MissingToolError('sync', 'coreutils');
   await promisify(execFile)(sync, ['-f', path]);
