@@ -142,6 +142,16 @@ export function documentNamespace(template: TemplateMetadata, manifestDigest: Di
   return `${NAMESPACE_BASE}/${purlEncode(template.name)}-${purlEncode(template.version)}-${digestHex(manifestDigest)}`;
 }
 
+/** What a package lock does not say of a package (nor of the template): SPDX's NOASSERTION, no file analysis. */
+const UNASSERTED = {
+  supplier: NOASSERTION,
+  downloadLocation: NOASSERTION,
+  filesAnalyzed: false,
+  licenseConcluded: NOASSERTION,
+  licenseDeclared: NOASSERTION,
+  copyrightText: NOASSERTION,
+} as const;
+
 /** The SPDX 2.3 document of a template's package lock. */
 export function buildSpdxDocument(input: SbomInput): SpdxDocument {
   const { template, manifestDigest } = input;
@@ -150,12 +160,7 @@ export function buildSpdxDocument(input: SbomInput): SpdxDocument {
     name: template.name,
     SPDXID: TEMPLATE_SPDXID,
     versionInfo: template.version,
-    supplier: NOASSERTION,
-    downloadLocation: NOASSERTION,
-    filesAnalyzed: false,
-    licenseConcluded: NOASSERTION,
-    licenseDeclared: NOASSERTION,
-    copyrightText: NOASSERTION,
+    ...UNASSERTED,
     primaryPackagePurpose: 'CONTAINER',
     comment: `OS template ${template.distro} ${template.release} ${template.arch}${template.flavor ? ` (${template.flavor})` : ''}, image manifest ${manifestDigest}, built by vztpl from recipe ${template.recipeDigest}`,
     externalRefs: [{ referenceCategory: 'PACKAGE-MANAGER', referenceType: 'purl', referenceLocator: `pkg:oci/${purlEncode(template.name)}@${purlEncode(manifestDigest)}?arch=${purlEncode(ociArch)}` }],
@@ -165,12 +170,7 @@ export function buildSpdxDocument(input: SbomInput): SpdxDocument {
       name: p.name,
       SPDXID: packageSpdxId(p),
       versionInfo: p.version,
-      supplier: NOASSERTION,
-      downloadLocation: NOASSERTION,
-      filesAnalyzed: false,
-      licenseConcluded: NOASSERTION,
-      licenseDeclared: NOASSERTION,
-      copyrightText: NOASSERTION,
+      ...UNASSERTED,
       primaryPackagePurpose: 'INSTALL',
       externalRefs: [{ referenceCategory: 'PACKAGE-MANAGER', referenceType: 'purl', referenceLocator: packagePurl(template.family, template.distro, template.release, p) }],
     }),
