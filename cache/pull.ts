@@ -12,6 +12,7 @@ import { ExitCode, VztplError } from '../common/errors.ts';
 import { sha256, isDigest, type Digest } from '../format/digest.ts';
 import { ociArchitecture, type ImageConfig } from '../format/oci.ts';
 import { acquire } from '../common/lock.ts';
+import { mapBounded } from '../common/bounded.ts';
 import { holdForUse } from './holds.ts';
 import { sweepDeadWork } from './containers.ts';
 import { extractLayer, sweepStaleTemps } from './extract.ts';
@@ -123,27 +124,9 @@ async function pullTemplate(opts: PullOptions): Promise<TemplateRef> {
     // Layers the host has already (shared with a cached template): reported, not fetched.
     for (const l of layers) if (!missing.some((m) => m.diffId === l.diffId)) emit({ event: 'layer-done', digest: l.digest, size: l.size, shared: true });
 
-    let downloaded = 0;
-    const queue = [...missing];
-    // The first layer that fails stops the others, and each cleans up before the error is thrown.
-    const failed = new AbortController();
-    const signal = opts.signal ? AbortSignal.any([opts.signal, failed.signal]) : failed.signal;
-    const worker = async () => {
-      for (let layer = queue.shift(); layer; layer = queue.shift()) {
-        signal.throwIfAborted();
-        // Not `downloaded += await ...`: that reads the sum before the await, losing the other workers' bytes.
-        const fetched = await fetchLayer(store, source, name, layer, emit, signal);
-        downloaded += fetched;
-      }
-    };
-    const workers = Array.from({ length: Math.min(opts.concurrency ?? 3, Math.max(1, queue.length)) }, () =>
-      worker().catch((err: unknown) => {
-        if (!failed.signal.aborted) failed.abort(err);
-        throw err;
-      }),
-    );
-    const settled = await Promise.allSettled(workers);
-    if (settled.some((w) => w.status === 'rejected')) throw failed.signal.reason;
+    // Several layers at once; the first that fails stops the others, each cleaning up first.
+    const fetched = await mapBounded(missing, opts.concurrency ?? 3, (layer, stop) => fetchLayer(store, source, name, layer, emit, opts.signal ? AbortSignal.any([opts.signal, stop]) : stop));
+    const downloaded = fetched.reduce((n, bytes) => n + bytes, 0);
 
     // Manifest and config last: a reference is written only when every layer is in place.
     await store.writeFileAtomic(store.blobPath(manifestDigest), bytes);
