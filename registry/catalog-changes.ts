@@ -14,7 +14,7 @@
 // instance of an older version on the same storage) leaves a reader stale until it reloads
 // anyway: SearchIndex bounds that with its maximum age.
 import { randomBytes } from 'node:crypto';
-import { isNotFound, type StorageDriver } from './storage/driver.ts';
+import { contentIfPresent, type StorageDriver } from './storage/driver.ts';
 
 /** Beside the catalog's records (repository names have no component starting with '_'). */
 export const changePaths = {
@@ -46,12 +46,7 @@ export class ChangeMarkers {
   }
 
   private async read(path: string): Promise<string> {
-    try {
-      return (await this.driver.getContent(path)).toString('latin1');
-    } catch (err) {
-      if (isNotFound(err)) return '';
-      throw err;
-    }
+    return (await contentIfPresent(this.driver, path))?.toString('latin1') ?? '';
   }
 }
 

@@ -20,7 +20,7 @@ import { ChangeMarkers } from './catalog-changes.ts';
 import { OciError } from './errors.ts';
 import type { Registry } from './registry.ts';
 import { SearchIndex } from './search-index.ts';
-import { isNotFound } from './storage/driver.ts';
+import { contentIfPresent, isNotFound } from './storage/driver.ts';
 import { aliasesFor, isAliasTag, isValidRange, isVersionTag, resolveRange } from '../format/versions.ts';
 import { isSignatureTag, MAX_PAYLOAD_SIZE, parsePayload, parseSignatureManifest, repositoryOf, SIGNATURE_ANNOTATION, SignatureFormatError, signatureTag, SIMPLE_SIGNING_MEDIA_TYPE, verifyMessage, type PublicKey } from '../format/sigstore/index.ts';
 import { SPDX_MEDIA_TYPE } from '../format/spdx.ts';
@@ -214,10 +214,7 @@ export class Catalog {
   /** Writes a summary unless the stored one already says the same (a re-push of a version changes nothing); whether it wrote. */
   private async storeSummary(repo: string, summary: TemplateSummary): Promise<boolean> {
     const bytes = Buffer.from(JSON.stringify(summary));
-    const stored = await this.registry.driver.getContent(catalogPaths.summary(repo)).catch((err: unknown) => {
-      if (isNotFound(err)) return undefined;
-      throw err;
-    });
+    const stored = await contentIfPresent(this.registry.driver, catalogPaths.summary(repo));
     if (stored?.equals(bytes)) return false;
     await this.registry.driver.putContent(catalogPaths.summary(repo), bytes);
     return true;

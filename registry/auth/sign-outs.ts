@@ -3,7 +3,7 @@
 // registry's storage, where every instance serving it looks before honoring a session cookie,
 // and keeps it only until the token would have expired anyway. Ids are grouped by that expiry
 // second: what can no longer matter goes by deleting whole groups, found with one listing.
-import { isNotFound, type StorageDriver } from '../storage/driver.ts';
+import { exists, isNotFound, type StorageDriver } from '../storage/driver.ts';
 
 const ROOT = '/v2/_auth/signed-out';
 /** signToken's ids (base64url); anything else is not one of ours and cannot be recorded. */
@@ -36,12 +36,7 @@ export class SignOuts {
   async isSignedOut(claims: SessionClaims, now = Math.floor(Date.now() / 1000)): Promise<boolean> {
     if (!recordable(claims)) return true;
     if (this.known.has(claims.jti)) return true;
-    try {
-      await this.driver.getContent(pathOf(claims));
-    } catch (err) {
-      if (isNotFound(err)) return false;
-      throw err;
-    }
+    if (!(await exists(this.driver, pathOf(claims)))) return false;
     this.remember(claims, now);
     return true;
   }

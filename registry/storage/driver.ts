@@ -145,6 +145,16 @@ export async function exists(driver: StorageDriver, path: string): Promise<boole
   }
 }
 
+/** The object at `path`, or undefined when nothing is there; other failures are thrown. */
+export async function contentIfPresent(driver: StorageDriver, path: string): Promise<Buffer | undefined> {
+  try {
+    return await driver.getContent(path);
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
+}
+
 export class InvalidOffsetError extends Error {
   constructor(path: string, offset: number) {
     super(`invalid offset ${offset} for ${path}`);

@@ -3,7 +3,7 @@
 // reader sees a whole manifest or none. Semver tags are versions: create-only (immutable).
 import { sha256, isDigest, type Digest } from '../../format/digest.ts';
 import { OciError } from '../errors.ts';
-import { exists, isNotFound, type StorageDriver } from '../storage/driver.ts';
+import { contentIfPresent, exists, isNotFound, type StorageDriver } from '../storage/driver.ts';
 import type { BlobStore } from './blobs.ts';
 import { parseManifest, type ParsedManifest } from './manifest-schema.ts';
 import { parsePath, paths, TAG } from './paths.ts';
@@ -40,13 +40,8 @@ export class ManifestStore {
   }
 
   async resolveTag(repo: string, tag: string): Promise<Digest | undefined> {
-    try {
-      const link = (await this.driver.getContent(paths.tagLink(repo, tag))).toString('utf8').trim();
-      return isDigest(link) ? link : undefined;
-    } catch (err) {
-      if (isNotFound(err)) return undefined;
-      throw err;
-    }
+    const link = (await contentIfPresent(this.driver, paths.tagLink(repo, tag)))?.toString('utf8').trim();
+    return link !== undefined && isDigest(link) ? link : undefined;
   }
 
   /** `reference` is a tag or a digest. */

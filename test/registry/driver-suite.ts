@@ -9,6 +9,8 @@ import {
   InvalidPathError,
   PathNotFoundError,
   StorageUnavailableError,
+  contentIfPresent,
+  exists,
   type FileInfo,
   type StorageDriver,
 } from '../../registry/storage/driver.ts';
@@ -282,6 +284,12 @@ export function driverSuite(name: string, make: () => Promise<DriverFixture>, op
       await notFound(d.stat('/s/dir/su')); // a name prefix is not a directory
       await notFound(d.stat('/s/dir/sub/fil'));
       await notFound(d.stat('/nothing'));
+      // The contract's helpers over stat and getContent: absent is an answer, not an error.
+      expect(await exists(d, '/s/dir/sub/file')).toBe(true);
+      expect(await exists(d, '/s/dir')).toBe(true);
+      expect(await exists(d, '/s/dir/su')).toBe(false);
+      expect((await contentIfPresent(d, '/s/dir/sub/file'))?.toString()).toBe('12345');
+      expect(await contentIfPresent(d, '/s/dir/sub/fil')).toBeUndefined();
     });
 
     it('list: sorted direct children, nested dirs, the root, missing dirs', async () => {
