@@ -29,13 +29,12 @@ import {
   gitRevision,
   metric,
   ms,
-  mountsUnder,
   percentile,
+  releaseBenchDir,
   requireDist,
   say,
   startVztpl,
   stopServers,
-  unmountAll,
   waitForQuiet,
   type Layout,
   type Server,
@@ -105,14 +104,7 @@ async function cleanup(): Promise<void> {
     await runTimed('podman', podman('rm', '--all', '--force'), { env }).catch(() => undefined);
     await runTimed('podman', podman('rmi', '--all', '--force'), { env }).catch(() => undefined);
   }
-  unmountAll(runDir);
-  // mount -o loop sets autoclear: the loop device goes with the unmount; detach one left anyway.
-  if (existsSync(xfsImage)) {
-    const left = execFileSync('losetup', ['-j', xfsImage], { encoding: 'utf8' }).trim();
-    for (const line of left.split('\n').filter(Boolean)) execFileSync('losetup', ['-d', line.split(':')[0]!]);
-  }
-  if (mountsUnder(runDir).length) say(`warning: mounts left under ${runDir}: ${mountsUnder(runDir).join(', ')}`);
-  else await rm(runDir, { recursive: true, force: true });
+  await releaseBenchDir(runDir, xfsImage);
 }
 
 function quantiles(xs: readonly number[]): { p50: number; p99: number; min: number; max: number } {

@@ -14,13 +14,12 @@
 // for whoever comes next. Rounds alternate the methods, each after a `sync` (untimed), so that
 // none pays for writing back what another left dirty (vztpl syncs the filesystem it wrote).
 // Usage: node bench/pull.ts [--rounds 5] [--recipe debian-12-x86_64.yaml] [--no-results]
-import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadAverage, machine, median, ratio, runBench, runChecked, runTimed, secs, table } from './lib.ts';
-import { CLI, REPO, buildTemplate, env, gitRevision, report, requireDist, say, startVztpl, stopServers, unmountAll, mountsUnder } from './support.ts';
+import { CLI, REPO, buildTemplate, env, gitRevision, report, requireDist, say, releaseBenchDir, startVztpl, stopServers } from './support.ts';
 
 const { values: opt } = parseArgs({
   options: {
@@ -66,12 +65,7 @@ async function cleanup(): Promise<void> {
       await runTimed('podman', podmanArgs(join(dir, 'podman', name), 'rmi', '--all', '--force'), { env }).catch(() => undefined);
     }
   }
-  unmountAll(benchDir);
-  if (existsSync(fsImage)) {
-    for (const line of execFileSync('losetup', ['-j', fsImage], { encoding: 'utf8' }).split('\n').filter(Boolean)) execFileSync('losetup', ['-d', line.split(':')[0]!]);
-  }
-  if (mountsUnder(benchDir).length) say(`warning: mounts left under ${benchDir}: ${mountsUnder(benchDir).join(', ')}`);
-  else await rm(benchDir, { recursive: true, force: true });
+  await releaseBenchDir(benchDir, fsImage);
   await rm(fsImage, { force: true });
 }
 

@@ -5,7 +5,7 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, openSync, closeSync, readFileSync, readdirSync, statSync } from 'node:fs';
-import { appendFile, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Socket } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -157,6 +157,21 @@ export function unmountAll(dir: string): void {
       }
     }
   }
+}
+
+/**
+ * A bench directory's end: unmounts everything under it, detaches what is still attached to the
+ * loop image `image` (mount -o loop sets autoclear, but a crash between losetup and mount leaves
+ * one), and removes the directory unless something stays mounted there (then a warning).
+ */
+export async function releaseBenchDir(dir: string, image?: string): Promise<void> {
+  unmountAll(dir);
+  if (image && existsSync(image)) {
+    for (const line of execFileSync('losetup', ['-j', image], { encoding: 'utf8' }).split('\n').filter(Boolean)) execFileSync('losetup', ['-d', line.split(':')[0]!]);
+  }
+  const left = mountsUnder(dir);
+  if (left.length) say(`warning: mounts left under ${dir}: ${left.join(', ')}`);
+  else await rm(dir, { recursive: true, force: true });
 }
 
 // --- templates --------------------------------------------------------------------------------
